@@ -1,0 +1,1 @@
+"""Code shared by controllers and workers: settings, database, pure scheduling logic."""
