@@ -77,6 +77,8 @@ class Settings:
     worker_port: int = 50051
     worker_advertise: str = ""
     """Address the leader should dial (defaults to worker_host:worker_port)."""
+    worker_http_port: int = 0
+    """Port of the worker's /healthz and /metrics endpoint (0 = not served)."""
     worker_concurrency: int = 4
     worker_labels: Mapping[str, str] = field(default_factory=dict)
     controllers: tuple[str, ...] = ("127.0.0.1:9090",)
