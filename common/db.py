@@ -1,0 +1,99 @@
+"""PostgreSQL access: connection pool, numbered migrations, named queries.
+
+All SQL lives in ``common/sql/``: migrations are numbered files applied once each, queries
+are ``-- name: x`` sections of ``queries.sql`` loaded by name. Only ``common/repo`` uses
+them; handlers and the leader loop call repository functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from functools import cache
+from importlib import resources
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger(__name__)
+
+# Any fixed number works; it only has to be the same in every controller.
+MIGRATION_LOCK_KEY = 0x6368726F6E6F
+
+
+class DatabaseUnavailable(Exception):
+    """PostgreSQL cannot be reached right now (the API answers 503)."""
+
+    code = "database_unavailable"
+
+
+@cache
+def queries() -> dict[str, str]:
+    """``-- name: foo`` sections of queries.sql, by name."""
+    text = resources.files("common.sql").joinpath("queries.sql").read_text()
+    found: dict[str, str] = {}
+    for block in re.split(r"^-- name: ", text, flags=re.MULTILINE)[1:]:
+        name, _, body = block.partition("\n")
+        found[name.strip()] = body.strip().rstrip(";")
+    return found
+
+
+def q(name: str) -> str:
+    """One named query (KeyError at first use names a typo loudly)."""
+    return queries()[name]
+
+
+def _migration_files() -> list[tuple[int, str, str]]:
+    folder = resources.files("common.sql").joinpath("migrations")
+    result = []
+    for entry in folder.iterdir():
+        match = re.match(r"^(\d+)_.*\.sql$", entry.name)
+        if match:
+            result.append((int(match.group(1)), entry.name, entry.read_text()))
+    return sorted(result)
+
+
+def migrate(url: str) -> list[str]:
+    """Apply missing migrations under an advisory lock; returns the names applied.
+
+    Three controllers starting together all call this: the lock makes them take turns, and
+    the second and third find nothing left to do.
+    """
+    applied: list[str] = []
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for version, name, sql in _migration_files():
+                if version in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(sql)  # type: ignore[arg-type]  # trusted file, not input
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                        (version, name),
+                    )
+                applied.append(name)
+                log.info("migration applied: %s", name)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+    return applied
+
+
+def make_pool(url: str, min_size: int = 2, max_size: int = 10) -> AsyncConnectionPool:
+    """An unopened async pool; rows come back as dicts. Caller opens and closes it."""
+    return AsyncConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs={"row_factory": dict_row, "connect_timeout": 5, "prepare_threshold": 5},
+        timeout=5.0,
+        open=False,
+        check=AsyncConnectionPool.check_connection,
+    )

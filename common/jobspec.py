@@ -1,0 +1,190 @@
+"""Validation of job definitions sent by clients. Pure: no I/O, no clock.
+
+Turns a JSON object into database columns, or raises ValidationError naming the field.
+The same rules serve POST (create), PUT (replace) and PATCH (merge over the stored job).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from common.durations import DurationError, parse_duration
+from common.errors import ValidationError
+from common.schedule import ScheduleError, parse_schedule
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")
+MAX_COMMAND = 8192
+MAX_ARGS = 256
+MAX_ENV = 128
+MAX_LABELS = 32
+MAX_VALUE = 8192
+MAX_TIMEOUT = 7 * 86400.0
+MAX_RETRIES = 100
+MAX_BACKOFF = 86400.0
+MAX_CATCHUP = 30 * 86400.0
+
+FIELDS = {
+    "name", "description", "schedule", "timezone", "command", "args", "env", "cwd",
+    "timeout", "max_retries", "retry_backoff", "labels", "paused", "catchup_window",
+}
+REQUIRED = ("name", "schedule", "command")
+
+
+def _fail(field: str, message: str) -> ValidationError:
+    return ValidationError(f"{field}: {message}", field=field)
+
+
+def _string(body: dict[str, Any], field: str, *, max_len: int, allow_empty: bool = True) -> str:
+    value = body[field]
+    if not isinstance(value, str):
+        raise _fail(field, f"must be a string, got {type(value).__name__}")
+    if not allow_empty and not value.strip():
+        raise _fail(field, "must not be empty")
+    if len(value) > max_len:
+        raise _fail(field, f"must be at most {max_len} characters")
+    if "\x00" in value:
+        raise _fail(field, "must not contain NUL characters")
+    return value
+
+
+def _string_map(
+    value: Any, field: str, *, key_re: re.Pattern[str], max_items: int
+) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise _fail(field, f"must be an object of strings, got {type(value).__name__}")
+    if len(value) > max_items:
+        raise _fail(field, f"must have at most {max_items} entries")
+    for key, item in value.items():
+        if not key_re.match(key):
+            raise _fail(f"{field}.{key}", f"key {key!r} is not allowed (pattern {key_re.pattern})")
+        if not isinstance(item, str):
+            raise _fail(f"{field}.{key}", f"must be a string, got {type(item).__name__}")
+        if len(item) > MAX_VALUE or "\x00" in item:
+            raise _fail(f"{field}.{key}", f"must be at most {MAX_VALUE} characters, no NUL")
+    return dict(value)
+
+
+def _duration(body: dict[str, Any], field: str, maximum: float) -> float:
+    try:
+        return parse_duration(body[field], field, minimum=0, maximum=maximum)
+    except DurationError as exc:
+        raise ValidationError(str(exc), field=field) from None
+
+
+def _int(body: dict[str, Any], field: str, lo: int, hi: int) -> int:
+    value = body[field]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(field, f"must be an integer, got {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise _fail(field, f"must be between {lo} and {hi}")
+    return value
+
+
+def to_api(row: dict[str, Any]) -> dict[str, Any]:
+    """The client-facing field names of a stored job (inverse of :func:`validate_job`)."""
+    return {
+        "name": row["name"],
+        "description": row["description"],
+        "schedule": row["schedule"],
+        "timezone": row["timezone"],
+        "command": row["command"],
+        "args": row["args"],
+        "env": row["env"],
+        "cwd": row["cwd"],
+        "timeout": row["timeout_seconds"],
+        "max_retries": row["max_retries"],
+        "retry_backoff": row["retry_backoff_seconds"],
+        "labels": row["labels"],
+        "paused": row["paused"],
+        "catchup_window": row["catchup_window_seconds"],
+    }
+
+
+def validate_job(
+    body: Any, *, base: dict[str, Any] | None = None, default_catchup: float = 60.0
+) -> dict[str, Any]:
+    """Columns for a job from a client body; ``base`` (API fields) is merged under it (PATCH).
+
+    Returns every column except ``next_fire_at`` (which needs the clock).
+    """
+    if not isinstance(body, dict):
+        raise ValidationError("body: must be a JSON object", field="body")
+    unknown = sorted(set(body) - FIELDS)
+    if unknown:
+        raise ValidationError(
+            f"{unknown[0]}: unknown field (allowed: {', '.join(sorted(FIELDS))})",
+            field=unknown[0],
+        )
+    merged = {**(base or {}), **body}
+    for field in REQUIRED:
+        if merged.get(field) is None:
+            raise _fail(field, "is required")
+
+    name = _string(merged, "name", max_len=200)
+    if not NAME_RE.match(name) or name.isdigit():
+        raise _fail(
+            "name",
+            "must start with a letter or digit, use only letters, digits, '.', '_' or '-', "
+            "be at most 200 characters and not be all digits",
+        )
+    cols: dict[str, Any] = {"name": name}
+    cols["description"] = (
+        _string(merged, "description", max_len=2000) if merged.get("description") is not None else ""
+    )
+    schedule_text = _string(merged, "schedule", max_len=200, allow_empty=False).strip()
+    tz = merged.get("timezone") or "UTC"
+    if not isinstance(tz, str):
+        raise _fail("timezone", f"must be a string, got {type(tz).__name__}")
+    try:
+        parse_schedule(schedule_text, tz)
+    except ScheduleError as exc:
+        field = "timezone" if str(exc).startswith("timezone") else "schedule"
+        raise ValidationError(str(exc), field=field) from None
+    cols["schedule"], cols["timezone"] = schedule_text, tz
+    cols["command"] = _string(merged, "command", max_len=MAX_COMMAND, allow_empty=False)
+
+    args = merged.get("args")
+    if args is not None:
+        if not isinstance(args, list):
+            raise _fail("args", f"must be a list of strings or null, got {type(args).__name__}")
+        if len(args) > MAX_ARGS:
+            raise _fail("args", f"must have at most {MAX_ARGS} items")
+        for i, arg in enumerate(args):
+            if not isinstance(arg, str) or len(arg) > MAX_VALUE or "\x00" in arg:
+                raise _fail(f"args[{i}]", "must be a string of at most 8192 characters, no NUL")
+    cols["args"] = args
+    cols["env"] = _string_map(merged.get("env") or {}, "env", key_re=ENV_KEY_RE, max_items=MAX_ENV)
+    cols["labels"] = _string_map(
+        merged.get("labels") or {}, "labels", key_re=LABEL_RE, max_items=MAX_LABELS
+    )
+    cwd = merged.get("cwd")
+    if cwd is not None:
+        cwd = _string(merged, "cwd", max_len=4096)
+        if not cwd.startswith("/"):
+            raise _fail("cwd", "must be an absolute path")
+    cols["cwd"] = cwd or None
+
+    cols["timeout_seconds"] = (
+        _duration(merged, "timeout", MAX_TIMEOUT) if merged.get("timeout") is not None else 0.0
+    )
+    cols["max_retries"] = (
+        _int(merged, "max_retries", 0, MAX_RETRIES) if merged.get("max_retries") is not None else 0
+    )
+    cols["retry_backoff_seconds"] = (
+        _duration(merged, "retry_backoff", MAX_BACKOFF)
+        if merged.get("retry_backoff") is not None
+        else 10.0
+    )
+    cols["catchup_window_seconds"] = (
+        _duration(merged, "catchup_window", MAX_CATCHUP)
+        if merged.get("catchup_window") is not None
+        else default_catchup
+    )
+    paused = merged.get("paused", False)
+    if not isinstance(paused, bool):
+        raise _fail("paused", f"must be true or false, got {type(paused).__name__}")
+    cols["paused"] = paused
+    return cols

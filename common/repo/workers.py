@@ -1,0 +1,62 @@
+"""The worker fleet as PostgreSQL sees it: heartbeats in, live workers out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from common.db import q
+
+
+async def heartbeat(
+    conn: AsyncConnection[Any],
+    *,
+    worker_id: str,
+    address: str,
+    labels: dict[str, str],
+    capacity: int,
+    running: list[tuple[int, int]],
+    version: str,
+    draining: bool,
+) -> bool:
+    """Record a heartbeat; returns True when this registered a new worker.
+
+    Runs the worker says it is executing but that PostgreSQL still has as ``dispatched``
+    move to ``running`` (the dispatch reply may have been lost with a leader).
+    """
+    async with conn.transaction():
+        cur = await conn.execute(
+            q("worker_heartbeat"),
+            {
+                "id": worker_id,
+                "address": address,
+                "labels": Jsonb(labels),
+                "capacity": capacity,
+                "running": len(running),
+                "version": version,
+                "draining": draining,
+            },
+        )
+        row = await cur.fetchone()
+        if running:
+            await conn.execute(
+                q("runs_mark_running_reported"),
+                {
+                    "ids": [r for r, _ in running],
+                    "attempts": [a for _, a in running],
+                    "worker_id": worker_id,
+                },
+            )
+    return bool(row and row["registered"])
+
+
+async def live(conn: AsyncConnection[Any], lease: float) -> list[dict[str, Any]]:
+    cur = await conn.execute(q("workers_live"), {"lease": lease})
+    return await cur.fetchall()
+
+
+async def all_workers(conn: AsyncConnection[Any], lease: float) -> list[dict[str, Any]]:
+    cur = await conn.execute(q("workers_all"), {"lease": lease})
+    return await cur.fetchall()

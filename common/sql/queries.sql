@@ -1,0 +1,266 @@
+-- Named queries used by common/repo. Parameters are always bound, never formatted in.
+
+-- ===== leadership =====
+
+-- name: leadership_claim
+UPDATE leadership SET epoch = %(epoch)s, node_id = %(node_id)s, since = now()
+-- Re-claiming one's own epoch is allowed (the leader loop restarted inside one term).
+WHERE id = 1 AND (epoch < %(epoch)s OR (epoch = %(epoch)s AND node_id = %(node_id)s))
+RETURNING epoch;
+
+-- name: leadership_log_insert
+INSERT INTO leadership_log (epoch, node_id) VALUES (%(epoch)s, %(node_id)s)
+ON CONFLICT (epoch) DO NOTHING;
+
+-- name: leadership_current
+SELECT epoch, node_id, since FROM leadership WHERE id = 1;
+
+-- name: leadership_fence
+SELECT epoch FROM leadership WHERE id = 1 FOR SHARE;
+
+-- name: leadership_timeline
+SELECT epoch, node_id, claimed_at FROM leadership_log ORDER BY epoch DESC LIMIT %(limit)s;
+
+-- ===== jobs =====
+
+-- name: job_insert
+INSERT INTO jobs (name, description, schedule, timezone, command, args, env, cwd,
+                  timeout_seconds, max_retries, retry_backoff_seconds, labels, paused,
+                  catchup_window_seconds, next_fire_at)
+VALUES (%(name)s, %(description)s, %(schedule)s, %(timezone)s, %(command)s, %(args)s, %(env)s,
+        %(cwd)s, %(timeout_seconds)s, %(max_retries)s, %(retry_backoff_seconds)s, %(labels)s,
+        %(paused)s, %(catchup_window_seconds)s, %(next_fire_at)s)
+RETURNING *;
+
+-- name: job_update
+UPDATE jobs SET name = %(name)s, description = %(description)s, schedule = %(schedule)s,
+    timezone = %(timezone)s, command = %(command)s, args = %(args)s, env = %(env)s,
+    cwd = %(cwd)s, timeout_seconds = %(timeout_seconds)s, max_retries = %(max_retries)s,
+    retry_backoff_seconds = %(retry_backoff_seconds)s, labels = %(labels)s,
+    paused = %(paused)s, catchup_window_seconds = %(catchup_window_seconds)s,
+    next_fire_at = %(next_fire_at)s, version = version + 1, updated_at = now()
+WHERE id = %(id)s AND deleted_at IS NULL
+RETURNING *;
+
+-- name: job_get
+SELECT * FROM jobs WHERE id = %(id)s AND deleted_at IS NULL;
+
+-- name: job_get_by_name
+SELECT * FROM jobs WHERE name = %(name)s AND deleted_at IS NULL;
+
+-- name: job_lock
+SELECT * FROM jobs WHERE id = %(id)s AND deleted_at IS NULL FOR UPDATE;
+
+-- name: job_delete
+UPDATE jobs SET deleted_at = now(), paused = true, next_fire_at = NULL,
+    version = version + 1, updated_at = now()
+WHERE id = %(id)s AND deleted_at IS NULL
+RETURNING id;
+
+-- name: job_list
+SELECT j.*, count(*) OVER () AS total_count,
+       lr.id AS last_run_id, lr.state AS last_run_state, lr.finished_at AS last_run_finished_at
+FROM jobs j
+LEFT JOIN LATERAL (
+    SELECT id, state, finished_at FROM runs r WHERE r.job_id = j.id ORDER BY r.id DESC LIMIT 1
+) lr ON true
+WHERE j.deleted_at IS NULL
+  AND (%(status)s::text IS NULL
+       OR (%(status)s = 'paused' AND j.paused) OR (%(status)s = 'active' AND NOT j.paused))
+  AND (%(q)s::text IS NULL OR j.name ILIKE '%%' || %(q)s || '%%')
+ORDER BY j.id
+LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: job_notify
+SELECT pg_notify('chronoraft_jobs', %(id)s::text);
+
+-- name: jobs_schedulable
+SELECT id, schedule, timezone, next_fire_at, catchup_window_seconds, version
+FROM jobs WHERE deleted_at IS NULL AND NOT paused;
+
+-- name: job_schedulable
+SELECT id, schedule, timezone, next_fire_at, catchup_window_seconds, version, paused, deleted_at
+FROM jobs WHERE id = %(id)s;
+
+-- name: jobs_advance
+UPDATE jobs j SET next_fire_at = v.next_fire_at
+FROM unnest(%(ids)s::bigint[], %(olds)s::timestamptz[], %(news)s::timestamptz[])
+     AS v(id, old_fire_at, next_fire_at)
+WHERE j.id = v.id AND j.next_fire_at IS NOT DISTINCT FROM v.old_fire_at
+RETURNING j.id;
+
+-- ===== runs =====
+
+-- name: runs_insert_slots
+INSERT INTO runs (job_id, scheduled_for, trigger, state, late, max_retries, error, finished_at)
+SELECT v.job_id, v.slot, v.trigger, v.state, v.late, j.max_retries, v.error,
+       CASE WHEN v.state = 'skipped' THEN now() END
+FROM unnest(%(job_ids)s::bigint[], %(slots)s::timestamptz[], %(triggers)s::text[],
+            %(states)s::text[], %(lates)s::boolean[], %(errors)s::text[])
+     AS v(job_id, slot, trigger, state, late, error)
+JOIN jobs j ON j.id = v.job_id
+ON CONFLICT ON CONSTRAINT runs_one_per_slot DO NOTHING
+RETURNING id, job_id, scheduled_for, state;
+
+-- name: run_insert_manual
+INSERT INTO runs (job_id, scheduled_for, trigger, state, max_retries)
+SELECT id, now(), 'manual', 'pending', max_retries FROM jobs
+WHERE id = %(job_id)s AND deleted_at IS NULL
+RETURNING *;
+
+-- name: runs_notify
+SELECT pg_notify('chronoraft_runs', %(reason)s);
+
+-- name: run_get
+SELECT r.*, j.name AS job_name FROM runs r JOIN jobs j ON j.id = r.job_id WHERE r.id = %(id)s;
+
+-- name: run_lock
+SELECT r.*, j.retry_backoff_seconds FROM runs r JOIN jobs j ON j.id = r.job_id
+WHERE r.id = %(id)s FOR UPDATE OF r;
+
+-- name: run_attempts
+SELECT * FROM run_attempts WHERE run_id = %(id)s ORDER BY attempt;
+
+-- name: runs_list
+SELECT r.id, r.job_id, j.name AS job_name, r.scheduled_for, r.trigger, r.state, r.late,
+       r.attempt, r.max_retries, r.worker_id, r.epoch, r.created_at, r.dispatched_at,
+       r.started_at, r.finished_at, r.exit_code, r.output_truncated, r.error,
+       count(*) OVER () AS total_count
+FROM runs r JOIN jobs j ON j.id = r.job_id
+WHERE (%(job_id)s::bigint IS NULL OR r.job_id = %(job_id)s)
+  AND (%(state)s::text IS NULL OR r.state = %(state)s)
+  AND (%(since)s::timestamptz IS NULL OR r.scheduled_for >= %(since)s)
+  AND (%(until)s::timestamptz IS NULL OR r.scheduled_for < %(until)s)
+ORDER BY r.id DESC
+LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: runs_claim_pending
+SELECT r.id, r.job_id, r.attempt, r.scheduled_for, j.command, j.args, j.env, j.cwd,
+       j.timeout_seconds, j.labels
+FROM runs r JOIN jobs j ON j.id = r.job_id
+WHERE r.state = 'pending' AND r.not_before <= now()
+ORDER BY r.not_before, r.id
+LIMIT %(limit)s
+FOR UPDATE OF r SKIP LOCKED;
+
+-- name: runs_mark_dispatched
+UPDATE runs r SET state = 'dispatched', worker_id = v.worker_id, epoch = %(epoch)s,
+    dispatched_at = now()
+FROM unnest(%(ids)s::bigint[], %(workers)s::text[]) AS v(id, worker_id)
+WHERE r.id = v.id AND r.state = 'pending'
+RETURNING r.id;
+
+-- name: attempts_upsert_dispatched
+INSERT INTO run_attempts (run_id, attempt, worker_id, epoch, state, dispatched_at)
+SELECT r.id, r.attempt, r.worker_id, r.epoch, 'dispatched', r.dispatched_at
+FROM runs r WHERE r.id = ANY(%(ids)s::bigint[])
+ON CONFLICT (run_id, attempt) DO UPDATE
+SET worker_id = EXCLUDED.worker_id, epoch = EXCLUDED.epoch, state = 'dispatched',
+    dispatched_at = EXCLUDED.dispatched_at;
+
+-- name: run_mark_running
+UPDATE runs SET state = 'running', started_at = %(started_at)s
+WHERE id = %(id)s AND attempt = %(attempt)s AND state = 'dispatched'
+RETURNING id;
+
+-- name: attempt_mark_running
+UPDATE run_attempts SET state = 'running', started_at = %(started_at)s
+WHERE run_id = %(id)s AND attempt = %(attempt)s AND state = 'dispatched';
+
+-- name: run_requeue_same_attempt
+-- A run whose cancel was requested while it bounced is cancelled instead of re-queued.
+UPDATE runs SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END,
+    finished_at = CASE WHEN cancel_requested THEN now() END,
+    worker_id = NULL, dispatched_at = NULL,
+    not_before = now() + make_interval(secs => %(delay)s)
+WHERE id = %(id)s AND attempt = %(attempt)s AND state = 'dispatched'
+RETURNING id;
+
+-- name: attempt_mark_refused
+UPDATE run_attempts SET state = 'refused', error = %(error)s, finished_at = now()
+WHERE run_id = %(id)s AND attempt = %(attempt)s AND state = 'dispatched';
+
+-- name: run_finish
+UPDATE runs SET state = %(state)s, exit_code = %(exit_code)s, output = %(output)s,
+    output_truncated = %(output_truncated)s, error = %(error)s,
+    started_at = COALESCE(%(started_at)s, started_at), finished_at = %(finished_at)s
+WHERE id = %(id)s AND attempt = %(attempt)s AND state IN ('dispatched', 'running');
+
+-- name: run_retry
+UPDATE runs SET state = 'pending', attempt = attempt + 1, worker_id = NULL,
+    dispatched_at = NULL, started_at = NULL, finished_at = NULL,
+    exit_code = %(exit_code)s, output = %(output)s, output_truncated = %(output_truncated)s,
+    error = %(error)s, not_before = now() + make_interval(secs => %(delay)s)
+WHERE id = %(id)s AND attempt = %(attempt)s AND state IN ('dispatched', 'running');
+
+-- name: attempt_finish
+INSERT INTO run_attempts (run_id, attempt, worker_id, state, started_at, finished_at,
+                          exit_code, output, output_truncated, error)
+VALUES (%(id)s, %(attempt)s, %(worker_id)s, %(state)s, %(started_at)s, %(finished_at)s,
+        %(exit_code)s, %(output)s, %(output_truncated)s, %(error)s)
+ON CONFLICT (run_id, attempt) DO UPDATE
+SET state = EXCLUDED.state, started_at = COALESCE(EXCLUDED.started_at, run_attempts.started_at),
+    finished_at = EXCLUDED.finished_at, exit_code = EXCLUDED.exit_code,
+    output = EXCLUDED.output, output_truncated = EXCLUDED.output_truncated,
+    error = EXCLUDED.error;
+
+-- name: run_cancel_pending
+UPDATE runs SET state = 'cancelled', cancel_requested = true, finished_at = now(),
+    error = 'cancelled by request'
+WHERE id = %(id)s AND state = 'pending'
+RETURNING id;
+
+-- name: run_request_cancel
+UPDATE runs SET cancel_requested = true
+WHERE id = %(id)s AND state IN ('dispatched', 'running')
+RETURNING id, worker_id, attempt;
+
+-- name: runs_cancel_requested
+SELECT r.id, r.attempt, r.worker_id, w.address FROM runs r JOIN workers w ON w.id = r.worker_id
+WHERE r.cancel_requested AND r.state IN ('dispatched', 'running');
+
+-- name: runs_on_lost_workers
+SELECT r.id, r.attempt, r.worker_id FROM runs r
+LEFT JOIN workers w ON w.id = r.worker_id
+WHERE r.state IN ('dispatched', 'running')
+  AND (w.id IS NULL OR w.last_heartbeat < now() - make_interval(secs => %(lease)s));
+
+-- name: runs_unacknowledged
+SELECT r.id, r.attempt, r.worker_id FROM runs r
+WHERE r.state = 'dispatched'
+  AND r.dispatched_at < now() - make_interval(secs => %(ack_timeout)s);
+
+-- name: runs_active_counts
+SELECT worker_id, count(*) AS active FROM runs
+WHERE state IN ('dispatched', 'running') GROUP BY worker_id;
+
+-- name: runs_mark_running_reported
+UPDATE runs r SET state = 'running', started_at = COALESCE(r.started_at, now())
+FROM unnest(%(ids)s::bigint[], %(attempts)s::int[]) AS v(id, attempt)
+WHERE r.id = v.id AND r.attempt = v.attempt AND r.state = 'dispatched'
+  AND r.worker_id = %(worker_id)s;
+
+-- name: runs_state_counts
+SELECT state, count(*) AS n FROM runs GROUP BY state;
+
+-- ===== workers =====
+
+-- name: worker_heartbeat
+INSERT INTO workers (id, address, labels, capacity, running, version, draining, last_heartbeat)
+VALUES (%(id)s, %(address)s, %(labels)s, %(capacity)s, %(running)s, %(version)s,
+        %(draining)s, now())
+ON CONFLICT (id) DO UPDATE
+SET address = EXCLUDED.address, labels = EXCLUDED.labels, capacity = EXCLUDED.capacity,
+    running = EXCLUDED.running, version = EXCLUDED.version, draining = EXCLUDED.draining,
+    last_heartbeat = now()
+RETURNING (xmax = 0) AS registered;
+
+-- name: workers_live
+SELECT id, address, labels, capacity, running, version, draining, registered_at, last_heartbeat
+FROM workers WHERE last_heartbeat >= now() - make_interval(secs => %(lease)s)
+ORDER BY id;
+
+-- name: workers_all
+SELECT id, address, labels, capacity, running, version, draining, registered_at, last_heartbeat,
+       last_heartbeat >= now() - make_interval(secs => %(lease)s) AS alive
+FROM workers ORDER BY id;

@@ -1,0 +1,1 @@
+"""chronoraft controller: Raft node, leader loop, REST API, ControllerService, CLI."""

@@ -1,0 +1,66 @@
+"""Query-string and path parsing with errors that name the parameter."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from aiohttp import web
+
+from common.errors import ValidationError
+
+
+def int_param(
+    request: web.Request, name: str, default: int | None, lo: int, hi: int
+) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationError(f"{name}: must be an integer, got {raw!r}", field=name) from None
+    if not lo <= value <= hi:
+        raise ValidationError(f"{name}: must be between {lo} and {hi}", field=name)
+    return value
+
+
+def choice_param(request: web.Request, name: str, allowed: set[str]) -> str | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw not in allowed:
+        raise ValidationError(
+            f"{name}: must be one of {', '.join(sorted(allowed))}, got {raw!r}", field=name
+        )
+    return raw
+
+
+def time_param(request: web.Request, name: str) -> datetime | None:
+    """RFC 3339 with an explicit offset (``2026-11-23T10:00:00Z``)."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError:
+        raise ValidationError(
+            f"{name}: must be an RFC 3339 time such as 2026-11-23T10:00:00Z, got {raw!r}",
+            field=name,
+        ) from None
+    if value.tzinfo is None:
+        raise ValidationError(f"{name}: must include a UTC offset (e.g. Z or +01:00)", field=name)
+    return value
+
+
+def id_path(request: web.Request, name: str = "id") -> int:
+    raw = request.match_info[name]
+    if not raw.isdigit() or len(raw) > 18:
+        raise ValidationError(f"{name}: must be a positive integer, got {raw!r}", field=name)
+    return int(raw)
+
+
+def page(request: web.Request) -> tuple[int, int]:
+    limit = int_param(request, "limit", 100, 1, 1000)
+    offset = int_param(request, "offset", 0, 0, 10_000_000)
+    assert limit is not None and offset is not None
+    return limit, offset

@@ -1,0 +1,145 @@
+"""``chronoraft`` command line: controller, worker, up, migrate, status.
+
+Flags override ``CHRONORAFT_*`` environment variables, which override built-in defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from common.settings import Settings, SettingsError, parse_labels
+
+
+def _settings(args: argparse.Namespace, **mapping: str) -> Settings:
+    """Environment settings with the given flag -> field overrides applied."""
+    base = Settings.from_env()
+    changes: dict[str, Any] = {}
+    for flag, field in mapping.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            changes[field] = value
+    return base.with_overrides(**changes)
+
+
+def cmd_controller(args: argparse.Namespace) -> int:
+    from controller.node import main
+
+    peers = tuple(p for p in (args.raft_peers or "").split(",") if p) if args.raft_peers else None
+    settings = _settings(
+        args, node_id="node_id", http_port="http_port", grpc_port="grpc_port",
+        raft_self="raft_self", database_url="database_url", data_dir="data_dir",
+    )
+    if peers is not None:
+        settings = settings.with_overrides(raft_peers=peers)
+    return main(settings)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from worker.main import main
+
+    settings = _settings(
+        args, worker_id="worker_id", port="worker_port", http_port="worker_http_port",
+        concurrency="worker_concurrency", data_dir="data_dir",
+    )
+    if args.labels is not None:
+        settings = settings.with_overrides(worker_labels=parse_labels(args.labels))
+    if args.controllers is not None:
+        settings = settings.with_overrides(
+            controllers=tuple(c for c in args.controllers.split(",") if c)
+        )
+    return main(settings)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from common import db
+
+    settings = _settings(args, database_url="database_url")
+    if not settings.database_url:
+        print("error: CHRONORAFT_DATABASE_URL or --database-url is required", file=sys.stderr)
+        return 2
+    applied = db.migrate(settings.database_url)
+    print(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from controller.up import run_up
+
+    return run_up(args)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from controller.status import print_status
+
+    return print_status(args.url, as_json=args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chronoraft", description="Highly available cron scheduler (Raft + PostgreSQL)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("controller", help="run one controller node")
+    p.add_argument("--node-id")
+    p.add_argument("--http-port", type=int)
+    p.add_argument("--grpc-port", type=int)
+    p.add_argument("--raft-self", help="this node's Raft address host:port")
+    p.add_argument("--raft-peers", help="the other controllers' Raft addresses, comma separated")
+    p.add_argument("--database-url")
+    p.add_argument("--data-dir")
+    p.set_defaults(func=cmd_controller)
+
+    p = sub.add_parser("worker", help="run one worker node")
+    p.add_argument("--worker-id")
+    p.add_argument("--port", type=int, help="gRPC port the leader dials")
+    p.add_argument("--http-port", type=int, help="/healthz and /metrics port (0 = off)")
+    p.add_argument("--concurrency", type=int)
+    p.add_argument("--labels", help="key=value,key=value")
+    p.add_argument("--controllers", help="ControllerService addresses, comma separated")
+    p.add_argument("--data-dir")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("up", help="start PostgreSQL (if needed), 3 controllers and workers")
+    p.add_argument("--controllers", type=int, default=3)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--base-dir", default=".chronoraft/local")
+    p.add_argument("--http-base", type=int, default=8080)
+    p.add_argument("--raft-base", type=int, default=7000)
+    p.add_argument("--grpc-base", type=int, default=9090)
+    p.add_argument("--worker-base", type=int, default=50051)
+    p.add_argument("--worker-http-base", type=int, default=9100)
+    p.add_argument("--no-examples", action="store_true", help="do not create example jobs")
+    p.add_argument(
+        "--exit-after", type=float, default=None,
+        help="stop everything after this many seconds (for scripted checks)",
+    )
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("migrate", help="apply database migrations and exit")
+    p.add_argument("--database-url")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("status", help="show the cluster as each controller sees it")
+    p.add_argument(
+        "--url", action="append",
+        help="controller base URL (repeatable); default CHRONORAFT_URL or 127.0.0.1:8080-8082",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

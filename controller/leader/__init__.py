@@ -1,0 +1,1 @@
+"""Leader-only subsystems: started together when leadership is gained, cancelled when lost."""

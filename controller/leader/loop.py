@@ -1,0 +1,448 @@
+"""The leader loop: scheduler (heap tick), dispatcher, reaper and NOTIFY listener.
+
+Started by :class:`controller.leadership.LeadershipManager` when this node wins an election
+and cancelled when it loses one. Every write goes through :func:`fenced`, so if a newer
+leader has claimed the epoch row the first write raises :class:`Fenced` and the whole loop
+ends. PostgreSQL errors pause the loop's parts (with backoff) instead of ending leadership.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any
+
+import grpc
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from common import placement
+from common.catchup import plan_due
+from common.errors import Fenced
+from common.logging import ctx
+from common.repo import jobs as jobs_repo
+from common.repo import leadership
+from common.repo import runs as runs_repo
+from common.repo import workers as workers_repo
+from common.schedule import Schedule, ScheduleError, parse_schedule
+from common.settings import Settings
+from controller.leader.fencing import fenced
+from controller.leader.heap import HeapJob, ScheduleHeap
+from controller.leader.worker_client import WorkerClients
+from controller.metrics import ControllerMetrics
+from proto import chronoraft_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+DISPATCH_BATCH = 256
+DB_ERRORS = (psycopg.OperationalError, psycopg.errors.AdminShutdown, OSError)
+try:  # PoolTimeout is what an outage looks like through the pool
+    from psycopg_pool import PoolTimeout
+
+    DB_ERRORS = (*DB_ERRORS, PoolTimeout)  # type: ignore[assignment]
+except ImportError:  # pragma: no cover
+    pass
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@lru_cache(maxsize=65536)
+def cached_schedule(expr: str, tz: str) -> Schedule:
+    """Jobs sharing an expression share one parsed Schedule (cheap heap rebuilds)."""
+    return parse_schedule(expr, tz)
+
+
+class LeaderLoop:
+    """Everything the leader does for one epoch. ``run()`` returns only by exception."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pool: AsyncConnectionPool,
+        epoch: int,
+        metrics: ControllerMetrics,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.epoch = epoch
+        self.metrics = metrics
+        self.heap = ScheduleHeap()
+        self.clients = WorkerClients()
+        self._wake_scheduler = asyncio.Event()
+        self._wake_dispatcher = asyncio.Event()
+        self._reload_ids: set[int] = set()
+        self._reload_all = True
+        self._suspect_until: dict[str, float] = {}
+        self._reap_not_before = time.monotonic() + settings.worker_lease
+        self.first_dispatch_at: float | None = None
+
+    def _log(self, **fields: Any) -> dict[str, Any]:
+        return ctx(epoch=self.epoch, **fields)
+
+    # ----- lifecycle -----
+
+    async def run(self) -> None:
+        await self._claim()
+        log.info("leader loop started", extra=self._log())
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._listen(), name="listen")
+                group.create_task(self._scheduler(), name="scheduler")
+                group.create_task(self._dispatcher(), name="dispatcher")
+                group.create_task(self._reaper(), name="reaper")
+        except* Fenced as caught:
+            raise caught.exceptions[0] from None
+        finally:
+            await self.clients.close()
+
+    async def _claim(self) -> None:
+        """Write our epoch into the leadership row, waiting out a PostgreSQL outage."""
+        delay = 0.1
+        while True:
+            try:
+                async with self.pool.connection() as conn:
+                    if await leadership.claim(conn, self.epoch, self.settings.node_id):
+                        return
+                    row = await leadership.current(conn)
+                raise Fenced(self.epoch, int(row["epoch"]) if row else -1)
+            except DB_ERRORS as exc:
+                log.warning("cannot claim leadership yet: %s", exc, extra=self._log())
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _guard(self, part: str, exc: BaseException, delay: float) -> float:
+        """Back off after a database error; other errors are logged and retried too."""
+        if isinstance(exc, DB_ERRORS):
+            self.metrics.db_errors.inc()
+            # Heartbeats could not be written while PostgreSQL was away: do not reap
+            # workers until they have had a full lease to heartbeat again.
+            self._reap_not_before = time.monotonic() + self.settings.worker_lease
+            self._reload_all = True
+            log.warning("%s paused: database unavailable: %s", part, exc, extra=self._log())
+        else:
+            log.exception("%s failed; retrying", part, extra=self._log())
+        await asyncio.sleep(delay)
+        return min(delay * 2, 2.0)
+
+    # ----- LISTEN/NOTIFY -----
+
+    async def _listen(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.settings.database_url, autocommit=True, connect_timeout=5
+                )
+                async with conn:
+                    await conn.execute("LISTEN chronoraft_jobs")
+                    await conn.execute("LISTEN chronoraft_runs")
+                    # Anything sent while we were not listening is lost: rebuild once.
+                    self._reload_all = True
+                    self._wake_scheduler.set()
+                    self._wake_dispatcher.set()
+                    delay = 0.2
+                    async for note in conn.notifies():
+                        if note.channel == "chronoraft_jobs":
+                            self._reload_ids.add(int(note.payload))
+                            self._wake_scheduler.set()
+                        else:
+                            self._wake_dispatcher.set()
+            except DB_ERRORS as exc:
+                log.warning("listener lost the database: %s", exc, extra=self._log())
+                self._reload_all = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    # ----- scheduler -----
+
+    def _heap_job(self, row: dict[str, Any], now: datetime) -> HeapJob | None:
+        try:
+            schedule = cached_schedule(row["schedule"], row["timezone"])
+        except ScheduleError as exc:
+            log.error("job has an invalid schedule: %s", exc, extra=self._log(job_id=row["id"]))
+            return None
+        next_fire_at = row["next_fire_at"] or schedule.next_after(now)
+        return HeapJob(
+            job_id=int(row["id"]),
+            schedule=schedule,
+            next_fire_at=next_fire_at,
+            catchup_window=float(row["catchup_window_seconds"]),
+        )
+
+    async def _reload(self) -> None:
+        now = utcnow()
+        if self._reload_all:
+            started = time.perf_counter()
+            async with self.pool.connection() as conn:
+                rows = await jobs_repo.schedulable(conn)
+            self.heap.clear()
+            self._reload_ids.clear()
+            for row in rows:
+                job = self._heap_job(row, now)
+                if job is not None:
+                    self.heap.upsert(job)
+            self._reload_all = False
+            log.info(
+                "schedule heap loaded",
+                extra=self._log(jobs=len(self.heap), ms=round((time.perf_counter() - started) * 1000)),
+            )
+        while self._reload_ids:
+            job_id = self._reload_ids.pop()
+            async with self.pool.connection() as conn:
+                row = await jobs_repo.schedulable_one(conn, job_id)
+            if row is None or row["paused"] or row["deleted_at"] is not None:
+                self.heap.remove(job_id)
+                continue
+            job = self._heap_job(row, now)
+            if job is not None:
+                self.heap.upsert(job)
+        self.metrics.heap_jobs.set(len(self.heap))
+
+    async def _scheduler(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                if self._reload_all or self._reload_ids:
+                    await self._reload()
+                await self._fire_due()
+                delay = 0.1
+            except Fenced:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive any one error
+                delay = await self._guard("scheduler", exc, delay)
+                continue
+            next_due = self.heap.next_due()
+            timeout = self.settings.tick_interval
+            if next_due is not None:
+                timeout = max(0.0, min(timeout, next_due - time.time()))
+            self._wake_scheduler.clear()
+            try:
+                await asyncio.wait_for(self._wake_scheduler.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    async def _fire_due(self) -> None:
+        now = utcnow()
+        due = self.heap.pop_due(now)
+        if not due:
+            return
+        started = time.perf_counter()
+        rows: list[runs_repo.SlotRow] = []
+        advances: list[tuple[HeapJob, datetime]] = []
+        for job in due:
+            plan = plan_due(job.schedule, job.next_fire_at, now, job.catchup_window)
+            for decision in plan.decisions:
+                skipped = decision.action == "skip"
+                rows.append(
+                    runs_repo.SlotRow(
+                        job_id=job.job_id,
+                        slot=decision.slot,
+                        trigger="catchup" if decision.action == "late" else "schedule",
+                        state="skipped" if skipped else "pending",
+                        late=decision.action == "late",
+                        error=decision.reason if skipped else None,
+                    )
+                )
+                self.metrics.slots.labels(decision.action).inc()
+            if plan.omitted_skips:
+                self.metrics.slots.labels("skip").inc(plan.omitted_skips)
+                log.warning(
+                    "slots older than the catch-up window not recorded one by one",
+                    extra=self._log(job_id=job.job_id, omitted=plan.omitted_skips),
+                )
+            advances.append((job, plan.next_fire_at))
+        try:
+            async with fenced(self.pool, self.epoch) as conn:
+                await runs_repo.insert_slots(conn, rows)
+                moved = await jobs_repo.advance(
+                    conn,
+                    [j.job_id for j, _ in advances],
+                    [j.next_fire_at for j, _ in advances],
+                    [n for _, n in advances],
+                )
+        except BaseException:
+            for job in due:  # nothing was written: put them back to retry the same slots
+                self.heap.upsert(job)
+            raise
+        for job, new_next in advances:
+            if job.job_id in moved:
+                job.next_fire_at = new_next
+                self.heap.upsert(job)
+            else:  # edited (or deleted) meanwhile: take PostgreSQL's word for it
+                self._reload_ids.add(job.job_id)
+        self.metrics.tick_seconds.observe(time.perf_counter() - started)
+        self._wake_dispatcher.set()
+
+    # ----- dispatcher -----
+
+    async def _dispatcher(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                while await self._dispatch_batch() >= DISPATCH_BATCH:
+                    pass
+                delay = 0.1
+            except Fenced:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                delay = await self._guard("dispatcher", exc, delay)
+                continue
+            self._wake_dispatcher.clear()
+            try:
+                await asyncio.wait_for(self._wake_dispatcher.wait(), 0.5)
+            except TimeoutError:
+                pass
+
+    async def _dispatch_batch(self) -> int:
+        now_mono = time.monotonic()
+        excluded = frozenset(w for w, until in self._suspect_until.items() if until > now_mono)
+        async with fenced(self.pool, self.epoch) as conn:
+            pending = await runs_repo.claim_pending(conn, DISPATCH_BATCH)
+            if not pending:
+                return 0
+            live = await workers_repo.live(conn, self.settings.worker_lease)
+            loads = await runs_repo.active_counts(conn)
+            slots = [
+                placement.WorkerSlot(
+                    worker_id=w["id"], address=w["address"], labels=w["labels"] or {},
+                    capacity=int(w["capacity"]), draining=bool(w["draining"]),
+                )
+                for w in live
+            ]
+            chosen = placement.place(
+                [r["labels"] or {} for r in pending], slots, loads, excluded
+            )
+            assignments = [(r, w) for r, w in zip(pending, chosen, strict=True) if w is not None]
+            await runs_repo.mark_dispatched(
+                conn, [(r["id"], w.worker_id) for r, w in assignments], self.epoch
+            )
+        if assignments:
+            await asyncio.gather(*(self._send(run, worker) for run, worker in assignments))
+        return len(pending)
+
+    async def _send(self, run: dict[str, Any], worker: placement.WorkerSlot) -> None:
+        args = run["args"]
+        request = pb.RunTaskRequest(
+            run_id=run["id"],
+            attempt=run["attempt"],
+            epoch=self.epoch,
+            job_id=run["job_id"],
+            command=run["command"],
+            args=list(args or []),
+            use_shell=args is None,
+            env=dict(run["env"] or {}),
+            timeout_seconds=float(run["timeout_seconds"] or 0),
+            output_limit_bytes=self.settings.output_limit_bytes,
+            cwd=run["cwd"] or "",
+            scheduled_for=run["scheduled_for"].timestamp(),
+        )
+        fields = self._log(run_id=run["id"], attempt=run["attempt"], worker=worker.worker_id)
+        started = time.perf_counter()
+        try:
+            reply = await self.clients.stub(worker.address).RunTask(request, timeout=5.0)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            self.metrics.grpc_errors.labels(code.name).inc()
+            if code == grpc.StatusCode.UNAVAILABLE:  # never reached the worker: safe to move
+                self._suspect_until[worker.worker_id] = time.monotonic() + 2.0
+                await self._requeue(run, f"worker {worker.worker_id} unreachable", 0.2)
+            else:  # may have started: the heartbeat or the ack timeout will tell
+                log.warning("RunTask outcome unknown: %s", code.name, extra=fields)
+            self.metrics.dispatched.labels("error").inc()
+            return
+        self.metrics.dispatch_latency.observe(time.perf_counter() - started)
+        if reply.accepted:
+            self.metrics.dispatched.labels("accepted").inc()
+            started_at = datetime.fromtimestamp(reply.started_at or time.time(), timezone.utc)
+            if self.first_dispatch_at is None:
+                self.first_dispatch_at = time.time()
+            lateness = (started_at - run["scheduled_for"]).total_seconds()
+            if lateness >= 0:
+                self.metrics.dispatch_lateness.observe(lateness)
+            async with fenced(self.pool, self.epoch) as conn:
+                await runs_repo.mark_running(conn, run["id"], run["attempt"], started_at)
+            log.info("run dispatched", extra=fields)
+            return
+        self.metrics.dispatched.labels(reply.reason or "refused").inc()
+        if reply.reason == "stale_epoch" and reply.highest_epoch > self.epoch:
+            await self._requeue(run, "refused by worker: stale epoch", 0.0)
+            raise Fenced(self.epoch, int(reply.highest_epoch))
+        self._suspect_until[worker.worker_id] = time.monotonic() + 0.5
+        await self._requeue(run, f"refused by {worker.worker_id}: {reply.reason}", 0.2)
+
+    async def _requeue(self, run: dict[str, Any], error: str, delay: float) -> None:
+        async with fenced(self.pool, self.epoch) as conn:
+            await runs_repo.requeue_same_attempt(conn, run["id"], run["attempt"], error, delay)
+        self._wake_dispatcher.set()
+
+    # ----- reaper -----
+
+    async def _reaper(self) -> None:
+        delay = 0.5
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self._reap()
+                await self._send_cancels()
+                delay = 0.5
+            except Fenced:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                delay = await self._guard("reaper", exc, delay)
+
+    async def _reap(self) -> None:
+        s = self.settings
+        async with fenced(self.pool, self.epoch) as conn:
+            if time.monotonic() >= self._reap_not_before:
+                for run in await runs_repo.on_lost_workers(conn, s.worker_lease):
+                    outcome = await runs_repo.finish_attempt(
+                        conn,
+                        runs_repo.AttemptResult(
+                            run_id=run["id"],
+                            attempt=run["attempt"],
+                            state="failed",
+                            worker_id=run["worker_id"],
+                            error=f"worker {run['worker_id']} lost: no heartbeat for "
+                            f"{s.worker_lease:g}s",
+                        ),
+                        rand=random.random(),
+                    )
+                    self.metrics.reaped.labels("worker_lost").inc()
+                    log.warning(
+                        "run taken back from lost worker",
+                        extra=self._log(run_id=run["id"], worker=run["worker_id"], outcome=outcome),
+                    )
+            for run in await runs_repo.unacknowledged(conn, s.dispatch_ack_timeout):
+                await runs_repo.requeue_same_attempt(
+                    conn, run["id"], run["attempt"], "worker never confirmed the start", 0.0
+                )
+                self.metrics.reaped.labels("unacknowledged").inc()
+        self._wake_dispatcher.set()
+
+    async def _send_cancels(self) -> None:
+        async with self.pool.connection() as conn:
+            wanted = await runs_repo.cancel_requested(conn)
+        for run in wanted:
+            request = pb.CancelTaskRequest(
+                run_id=run["id"], attempt=run["attempt"], epoch=self.epoch
+            )
+            try:
+                reply = await self.clients.stub(run["address"]).CancelTask(request, timeout=3.0)
+            except grpc.aio.AioRpcError as exc:
+                self.metrics.grpc_errors.labels(exc.code().name).inc()
+                continue
+            if not reply.found:  # the worker never had it: nothing to kill, close it here
+                async with fenced(self.pool, self.epoch) as conn:
+                    await runs_repo.finish_attempt(
+                        conn,
+                        runs_repo.AttemptResult(
+                            run_id=run["id"], attempt=run["attempt"], state="cancelled",
+                            worker_id=run["worker_id"], error="cancelled by request",
+                        ),
+                    )

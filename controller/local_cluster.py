@@ -1,0 +1,264 @@
+"""A whole chronoraft cluster as local processes: used by ``chronoraft up`` and the tests.
+
+Each node is a real ``chronoraft controller`` / ``chronoraft worker`` process with its own
+log file, so tests can SIGKILL, SIGSTOP and restart exactly what an operator would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+def http_json(
+    method: str, url: str, body: Any = None, timeout: float = 5.0
+) -> tuple[int, Any]:
+    """A tiny JSON HTTP client (stdlib only); returns (status, decoded body or text)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+            status = resp.status
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        status = exc.code
+    try:
+        return status, json.loads(raw) if raw else None
+    except json.JSONDecodeError:
+        return status, raw.decode(errors="replace")
+
+
+@dataclass
+class Node:
+    name: str
+    kind: str  # "controller" | "worker"
+    env: dict[str, str]
+    log_path: Path
+    http_port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
+class LocalCluster:
+    base_dir: Path
+    database_url: str
+    controllers: int = 3
+    workers: int = 2
+    http_base: int = 8080
+    raft_base: int = 7000
+    grpc_base: int = 9090
+    worker_base: int = 50051
+    worker_http_base: int = 9100
+    worker_concurrency: int = 4
+    raft_password: str = "chronoraft-dev-password"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    log_level: str = "INFO"
+    nodes: dict[str, Node] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.base_dir = Path(self.base_dir)
+        (self.base_dir / "logs").mkdir(parents=True, exist_ok=True)
+        for i in range(self.controllers):
+            self._add_controller(i)
+        for j in range(self.workers):
+            self._add_worker(j)
+
+    # ----- topology -----
+
+    def _common_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONORAFT_")}
+        env.update(
+            CHRONORAFT_DATABASE_URL=self.database_url,
+            CHRONORAFT_DATA_DIR=str(self.base_dir / "data"),
+            CHRONORAFT_LOG_LEVEL=self.log_level,
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.extra_env)
+        return env
+
+    def _add_controller(self, i: int) -> None:
+        raft = [f"127.0.0.1:{self.raft_base + k}" for k in range(self.controllers)]
+        env = self._common_env()
+        env.update(
+            CHRONORAFT_NODE_ID=f"c{i + 1}",
+            CHRONORAFT_HTTP_PORT=str(self.http_base + i),
+            CHRONORAFT_GRPC_PORT=str(self.grpc_base + i),
+            CHRONORAFT_RAFT_SELF=raft[i],
+            CHRONORAFT_RAFT_PEERS=",".join(a for k, a in enumerate(raft) if k != i),
+            CHRONORAFT_RAFT_PASSWORD=self.raft_password,
+        )
+        name = f"c{i + 1}"
+        self.nodes[name] = Node(name, "controller", env, self._log(name), self.http_base + i)
+
+    def _add_worker(self, j: int) -> None:
+        env = self._common_env()
+        env.update(
+            CHRONORAFT_WORKER_ID=f"w{j + 1}",
+            CHRONORAFT_WORKER_PORT=str(self.worker_base + j),
+            CHRONORAFT_WORKER_HTTP_PORT=str(self.worker_http_base + j),
+            CHRONORAFT_WORKER_CONCURRENCY=str(self.worker_concurrency),
+            CHRONORAFT_CONTROLLERS=",".join(
+                f"127.0.0.1:{self.grpc_base + k}" for k in range(self.controllers)
+            ),
+        )
+        name = f"w{j + 1}"
+        self.nodes[name] = Node(name, "worker", env, self._log(name), self.worker_http_base + j)
+
+    def add_worker(self) -> str:
+        """Scale out by one worker (started by :meth:`start`)."""
+        self._add_worker(sum(1 for n in self.nodes.values() if n.kind == "worker"))
+        return [n for n in self.nodes if n.startswith("w")][-1]
+
+    def _log(self, name: str) -> Path:
+        return self.base_dir / "logs" / f"{name}.log"
+
+    @property
+    def controller_names(self) -> list[str]:
+        return [n for n, node in self.nodes.items() if node.kind == "controller"]
+
+    @property
+    def worker_names(self) -> list[str]:
+        return [n for n, node in self.nodes.items() if node.kind == "worker"]
+
+    def url(self, name: str = "c1") -> str:
+        return self.nodes[name].url
+
+    # ----- processes -----
+
+    def start(self, name: str) -> None:
+        node = self.nodes[name]
+        if node.alive():
+            return
+        log = open(node.log_path, "ab")  # noqa: SIM115 - owned by the child process
+        node.proc = subprocess.Popen(
+            [sys.executable, "-m", "controller.cli", node.kind],
+            env=node.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+
+    def start_all(self) -> None:
+        for name in self.nodes:
+            self.start(name)
+
+    def signal(self, name: str, sig: signal.Signals) -> None:
+        node = self.nodes[name]
+        if node.proc is not None and node.proc.poll() is None:
+            os.kill(node.proc.pid, sig)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL and reap (the process and its children: workers' tasks die too)."""
+        node = self.nodes[name]
+        if node.proc is None:
+            return
+        if node.proc.poll() is None:
+            try:
+                os.killpg(node.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        node.proc.wait(timeout=10)
+
+    def stop(self, name: str, timeout: float = 15.0) -> None:
+        """SIGTERM (resuming a stopped process first), then SIGKILL after ``timeout``."""
+        node = self.nodes[name]
+        if node.proc is None or node.proc.poll() is not None:
+            return
+        for sig in (signal.SIGCONT, signal.SIGTERM):
+            try:
+                os.kill(node.proc.pid, sig)
+            except ProcessLookupError:
+                return
+        try:
+            node.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill(name)
+
+    def stop_all(self) -> None:
+        for name in list(self.nodes)[::-1]:
+            self.stop(name, timeout=10.0)
+
+    # ----- observation -----
+
+    def cluster_info(self, name: str, timeout: float = 2.0) -> dict[str, Any] | None:
+        try:
+            status, body = http_json("GET", self.url(name) + "/api/v1/cluster", timeout=timeout)
+        except OSError:
+            return None
+        return body if status == 200 and isinstance(body, dict) else None
+
+    def leader(self) -> str | None:
+        """Name of the controller whose own report says it leads, if exactly one does."""
+        leaders = []
+        for name in self.controller_names:
+            if not self.nodes[name].alive():
+                continue
+            info = self.cluster_info(name, timeout=1.0)
+            if info and info["node"]["role"] == "leader" and info["node"]["leading_epoch"]:
+                leaders.append(name)
+        return leaders[0] if len(leaders) == 1 else None
+
+    def wait_for(self, what: str, check: Any, timeout: float, interval: float = 0.1) -> Any:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            try:
+                last = check()
+            except OSError as exc:
+                last = exc
+                last = None
+            if last:
+                return last
+            time.sleep(interval)
+        raise ClusterError(f"timed out after {timeout:g}s waiting for {what}")
+
+    def wait_ready(self, timeout: float = 60.0) -> str:
+        """Every node up, one leader, every live worker registered; returns the leader."""
+        for name, node in self.nodes.items():
+            if node.proc is not None and node.proc.poll() is not None:
+                raise ClusterError(f"{name} exited with {node.proc.returncode}: {self.tail(name)}")
+        leader = self.wait_for("a leader", self.leader, timeout)
+        wanted = {n for n in self.worker_names if self.nodes[n].alive()}
+
+        def workers_registered() -> bool:
+            info = self.cluster_info(leader)
+            return bool(info) and wanted <= {w["id"] for w in info["workers"]}
+
+        self.wait_for("workers to register", workers_registered, timeout)
+        return leader
+
+    def tail(self, name: str, lines: int = 30) -> str:
+        try:
+            text = self.nodes[name].log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])

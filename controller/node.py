@@ -1,0 +1,142 @@
+"""One controller process: migrations, pool, Raft, ControllerService, REST API, leadership."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+import grpc
+import psycopg
+from aiohttp import web
+
+from common import db
+from common.logging import configure, ctx
+from common.settings import Settings
+from common.version import version
+from controller.api.app import create_app
+from controller.grpc_service import ControllerService
+from controller.leadership import LeadershipManager
+from controller.metrics import ControllerMetrics
+from controller.raft import RaftNode
+from proto import chronoraft_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+
+class NodeView:
+    """The API's read-only window onto this node's Raft and leadership state."""
+
+    def __init__(self, settings: Settings, raft: RaftNode, manager: LeadershipManager) -> None:
+        self.settings = settings
+        self.raft = raft
+        self.manager = manager
+        self.started_at = time.time()
+
+    def raft_known(self) -> bool:
+        snap = self.manager.state.snapshot or self.raft.snapshot()
+        return snap.role == "leader" or snap.leader is not None
+
+    def node_info(self) -> dict[str, Any]:
+        s = self.settings
+        snap = self.manager.state.snapshot or self.raft.snapshot()
+        leading = self.manager.state.leading_epoch
+        return {
+            "node": {
+                "id": s.node_id,
+                "role": snap.role,
+                "pid": os.getpid(),
+                "version": version(),
+                "started_at": time.strftime(
+                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at)
+                ),
+                "http": f"http://{s.http_host}:{s.http_port}",
+                "grpc": f"{s.grpc_host}:{s.grpc_port}",
+                "raft": s.raft_self,
+                "leading_epoch": leading,
+            },
+            "raft": {
+                "role": snap.role,
+                "term": snap.term,
+                "leader": snap.leader,
+                "has_quorum": snap.has_quorum,
+            },
+            "peers": [
+                {"raft": address, "connected": connected}
+                for address, connected in sorted(snap.peers.items())
+            ],
+        }
+
+
+def migrate_with_retry(url: str, deadline_seconds: float = 120.0) -> None:
+    """Apply migrations, waiting for PostgreSQL to come up (controllers may start first)."""
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        try:
+            db.migrate(url)
+            return
+        except psycopg.OperationalError as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("waiting for PostgreSQL: %s", str(exc).strip()[:200])
+            time.sleep(1.0)
+
+
+async def run_controller(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    if not settings.database_url:
+        raise SystemExit("CHRONORAFT_DATABASE_URL (or --database-url) is required")
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+            pass
+    await asyncio.to_thread(migrate_with_retry, settings.database_url)
+    metrics = ControllerMetrics()
+    pool = db.make_pool(settings.database_url)
+    await pool.open(wait=False)
+    raft = RaftNode(settings)
+    manager = LeadershipManager(settings, raft, pool, metrics)
+
+    server = grpc.aio.server()
+    pb_grpc.add_ControllerServiceServicer_to_server(ControllerService(pool, metrics), server)
+    server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    await server.start()
+
+    app = create_app(settings, pool, metrics, NodeView(settings, raft, manager))
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.http_host, settings.http_port)
+    await site.start()
+    manager_task = asyncio.create_task(manager.run(), name="leadership")
+    log.info(
+        "controller ready",
+        extra=ctx(http=f"{settings.http_host}:{settings.http_port}", raft=settings.raft_self,
+                  grpc=f"{settings.grpc_host}:{settings.grpc_port}", pid=os.getpid()),
+    )
+    try:
+        await stop.wait()
+    finally:
+        log.info("controller stopping")
+        manager_task.cancel()
+        try:
+            await manager_task
+        except BaseException:  # noqa: BLE001 - cancelled on purpose
+            pass
+        raft.close()
+        await server.stop(grace=1.0)
+        await runner.cleanup()
+        await pool.close()
+
+
+def main(settings: Settings) -> int:
+    configure(settings.log_level, settings.log_format, node=settings.node_id)
+    try:
+        asyncio.run(run_controller(settings))
+    except KeyboardInterrupt:
+        pass
+    return 0

@@ -1,0 +1,95 @@
+"""Leader election with PySyncObj. Raft elects; it is not the database.
+
+No commands are replicated: all state lives in PostgreSQL. The node's Raft term is the
+leadership *epoch* used for fencing, so it must never go backwards across restarts; the
+Raft journal file (under ``data_dir``) persists it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+from pysyncobj import SyncObj, SyncObjConf
+
+from common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class RaftConfigError(ValueError):
+    """The Raft settings cannot form a cluster (e.g. no password)."""
+
+
+@dataclass(frozen=True)
+class RaftSnapshot:
+    """A consistent-enough view of the node's Raft state at one moment."""
+
+    role: str  # "leader" | "follower" | "candidate"
+    term: int
+    leader: str | None  # Raft address of the leader this node believes in
+    has_quorum: bool
+    peers: dict[str, bool]  # peer Raft address -> connected
+
+
+_ROLES = {0: "follower", 1: "candidate", 2: "leader"}
+
+
+class RaftNode:
+    """One controller's SyncObj, ticking on its own thread (``autoTick``).
+
+    The asyncio side only reads snapshots; elections never wait on the event loop, so a
+    busy loop cannot cause needless elections.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.raft_password:
+            raise RaftConfigError(
+                "CHRONORAFT_RAFT_PASSWORD is required: Raft traffic is encrypted and "
+                "authenticated with it"
+            )
+        journal_dir = os.path.join(settings.data_dir, settings.node_id)
+        os.makedirs(journal_dir, exist_ok=True)
+        conf = SyncObjConf(
+            password=settings.raft_password,
+            autoTick=True,
+            raftMinTimeout=settings.raft_min_timeout,
+            raftMaxTimeout=settings.raft_max_timeout,
+            appendEntriesPeriod=settings.raft_append_entries_period,
+            leaderFallbackTimeout=settings.raft_leader_fallback_timeout,
+            connectionTimeout=max(2.0, settings.raft_max_timeout * 2),
+            connectionRetryTime=0.5,
+            journalFile=os.path.join(journal_dir, "raft.journal"),
+            dynamicMembershipChange=False,
+        )
+        self._peers = list(settings.raft_peers)
+        self._obj = SyncObj(settings.raft_self, self._peers, conf=conf)
+        self.self_address = settings.raft_self
+
+    def snapshot(self) -> RaftSnapshot:
+        """Read the node's state; the Raft thread mutates it, so retry a torn read."""
+        for _ in range(5):
+            try:
+                status = self._obj.getStatus()
+                break
+            except RuntimeError:  # "dictionary changed size during iteration"
+                continue
+        else:
+            status = self._obj.getStatus()
+        leader = status["leader"]
+        prefix = "partner_node_status_server_"
+        peers = {k[len(prefix):]: v == 2 for k, v in status.items() if k.startswith(prefix)}
+        return RaftSnapshot(
+            role=_ROLES.get(int(status["state"]), "follower"),
+            term=int(status["raft_term"]),
+            leader=getattr(leader, "address", None) if leader is not None else None,
+            has_quorum=bool(status["has_quorum"]),
+            peers=peers,
+        )
+
+    def close(self) -> None:
+        try:
+            self._obj.destroy()
+        except Exception:  # noqa: BLE001 - shutting down anyway
+            log.exception("raft destroy failed")

@@ -1,0 +1,130 @@
+"""``chronoraft up``: PostgreSQL + 3 controllers + workers + example jobs on this machine.
+
+Uses ``CHRONORAFT_DATABASE_URL`` when set; otherwise starts a private PostgreSQL from the
+system's ``initdb``/``pg_ctl`` under the base directory and stops it on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from common import db
+from common.pgserver import PgServer, PgServerError
+from controller.local_cluster import ClusterError, LocalCluster, http_json
+
+EXAMPLE_JOBS = [
+    {
+        "name": "hello-every-5s",
+        "description": "Says hello every five seconds",
+        "schedule": "@every 5s",
+        "command": "echo hello from $(hostname) at $(date -u +%H:%M:%S)",
+    },
+    {
+        "name": "tick-10s",
+        "description": "Six-field cron with seconds",
+        "schedule": "*/10 * * * * *",
+        "command": "date",
+        "args": ["-u", "+%Y-%m-%dT%H:%M:%SZ"],
+    },
+    {
+        "name": "disk-usage",
+        "description": "Every minute, with a timeout and retries",
+        "schedule": "* * * * *",
+        "command": "df -h /",
+        "timeout": "30s",
+        "max_retries": 2,
+        "retry_backoff": "5s",
+    },
+    {
+        "name": "nightly-report",
+        "description": "02:30 Berlin time, DST aware",
+        "schedule": "30 2 * * *",
+        "timezone": "Europe/Berlin",
+        "command": "echo nightly report",
+    },
+]
+
+
+def _say(message: str) -> None:
+    print(f"chronoraft up: {message}", flush=True)
+
+
+def seed_examples(base_url: str) -> None:
+    for job in EXAMPLE_JOBS:
+        status, body = http_json("POST", f"{base_url}/api/v1/jobs", job)
+        if status == 201:
+            _say(f"created example job {job['name']!r} ({job['schedule']})")
+        elif status != 409:
+            _say(f"could not create {job['name']!r}: {status} {body}")
+
+
+def run_up(args: argparse.Namespace) -> int:
+    base = Path(args.base_dir).resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    url = os.environ.get("CHRONORAFT_DATABASE_URL", "")
+    pg: PgServer | None = None
+    if not url:
+        _say("starting a private PostgreSQL (initdb/pg_ctl) ...")
+        pg = PgServer.create(str(base / "postgres"))
+        try:
+            pg.start()
+        except PgServerError as exc:
+            _say(f"cannot start PostgreSQL: {exc}")
+            return 1
+        url = pg.url
+        _say(f"PostgreSQL ready at {url}")
+    db.migrate(url)
+    cluster = LocalCluster(
+        base_dir=base,
+        database_url=url,
+        controllers=args.controllers,
+        workers=args.workers,
+        http_base=args.http_base,
+        raft_base=args.raft_base,
+        grpc_base=args.grpc_base,
+        worker_base=args.worker_base,
+        worker_http_base=args.worker_http_base,
+        raft_password=os.environ.get("CHRONORAFT_RAFT_PASSWORD", "chronoraft-dev-password"),
+    )
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        _say(f"starting {args.controllers} controllers and {args.workers} workers ...")
+        cluster.start_all()
+        try:
+            leader = cluster.wait_ready(timeout=90)
+        except ClusterError as exc:
+            _say(f"cluster did not become ready: {exc}")
+            for name in cluster.nodes:
+                print(f"--- {name} ---\n{cluster.tail(name)}", file=sys.stderr)
+            return 1
+        if not args.no_examples:
+            seed_examples(cluster.url(leader))
+        _say(f"ready. leader: {leader} (pid {cluster.nodes[leader].pid})")
+        for name in cluster.controller_names:
+            node = cluster.nodes[name]
+            print(f"  controller {name}: {node.url}  (pid {node.pid})")
+        for name in cluster.worker_names:
+            node = cluster.nodes[name]
+            print(f"  worker     {name}: metrics {node.url}/metrics  (pid {node.pid})")
+        print(f"  logs: {base / 'logs'}")
+        print(f"  try:  curl -s {cluster.url('c1')}/api/v1/cluster")
+        print("  Ctrl-C stops everything.", flush=True)
+        stopping.wait(timeout=args.exit_after)
+    finally:
+        _say("stopping ...")
+        cluster.stop_all()
+        if pg is not None:
+            pg.stop()
+        _say("stopped")
+    return 0

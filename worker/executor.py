@@ -1,0 +1,371 @@
+"""Run one attempt of a ``cmd`` job as a child process group and describe how it ended.
+
+The executor knows nothing about gRPC, spools or controllers: it takes a :class:`TaskSpec`,
+returns a :class:`TaskResult`, and never raises for anything the job itself did wrong (missing
+executable, bad cwd, non-zero exit), because every attempt must end in a result that can be
+reported. The child is started as the leader of a new session, so "kill the attempt" means
+"kill its whole process group": shells, pipelines and backgrounded grandchildren included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from common.logging import ctx
+
+log = logging.getLogger(__name__)
+
+INHERITED_ENV = ("PATH", "HOME", "LANG")
+"""The only variables a job inherits from the worker; the rest must come from the job's env,
+so a job behaves the same on every worker and never sees the worker's secrets."""
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+KILL_GRACE_SECONDS = 2.0
+"""Time between SIGTERM and SIGKILL of an attempt's process group."""
+DRAIN_GRACE_SECONDS = 1.0
+"""How long output is still read after the main process exited (a grandchild may hold the
+pipe) before the leftovers of the group are terminated."""
+_READ_CHUNK = 65_536
+
+
+class TaskState(enum.StrEnum):
+    """Terminal states of an attempt; the strings are the wire values of ReportResult.state."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything needed to run one attempt; frozen so a running attempt cannot drift."""
+
+    run_id: int
+    attempt: int
+    command: str
+    args: tuple[str, ...] = ()
+    use_shell: bool = False
+    env: Mapping[str, str] = field(default_factory=dict)
+    timeout_seconds: float = 0.0
+    """0 (or less) means no timeout."""
+    output_limit_bytes: int = 65_536
+    """At most this many bytes of output are kept: the last ones."""
+    cwd: str = ""
+    """Empty means the worker's own working directory."""
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """How an attempt ended, in the shape ReportResult carries."""
+
+    state: TaskState
+    exit_code: int | None
+    """The process's return code; negative N means killed by signal N; None if never started."""
+    output: str
+    output_truncated: bool
+    error: str
+    """Human reason for anything but success ("exit status 3", "timed out after 2s")."""
+    started_at: float
+    finished_at: float
+
+
+class CancelToken:
+    """Asks a running attempt to stop, with a reason.
+
+    Cancelling the asyncio task instead would lose the result (a cancelled coroutine does not
+    return one), and a cancelled attempt must still be reported as ``cancelled``.
+    """
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self.reason = ""
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def cancel(self, reason: str = "cancelled") -> bool:
+        """Request the stop; False if it was already requested (the first reason wins)."""
+        if self._event.is_set():
+            return False
+        self.reason = reason
+        self._event.set()
+        return True
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+class OutputTail:
+    """Keeps the last ``limit`` bytes of a stream: errors usually come at the end, and memory
+    must stay bounded however much a job prints."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = max(0, limit)
+        self._buf = bytearray()
+        self.truncated = False
+
+    def feed(self, chunk: bytes) -> None:
+        self._buf += chunk
+        excess = len(self._buf) - self._limit
+        if excess > 0:
+            del self._buf[:excess]
+            self.truncated = True
+
+    def text(self) -> str:
+        data = bytes(self._buf)
+        if self.truncated:
+            # The cut may have landed inside a UTF-8 sequence; drop its orphaned continuation
+            # bytes rather than start the output with a replacement character.
+            skip = 0
+            while skip < min(3, len(data)) and data[skip] & 0xC0 == 0x80:
+                skip += 1
+            data = data[skip:]
+        return data.decode("utf-8", errors="replace")
+
+
+def build_env(extra: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The job's environment: PATH, HOME and LANG from the worker, the job's own env on top."""
+    source = os.environ if base is None else base
+    env = {name: source[name] for name in INHERITED_ENV if name in source}
+    env.setdefault("PATH", DEFAULT_PATH)
+    env.update(extra)
+    return env
+
+
+def build_argv(spec: TaskSpec) -> list[str]:
+    """``/bin/sh -c command`` with use_shell, otherwise the command and its args, unparsed."""
+    if spec.use_shell:
+        return ["/bin/sh", "-c", spec.command]
+    return [spec.command, *spec.args]
+
+
+async def execute(
+    spec: TaskSpec,
+    cancel: CancelToken | None = None,
+    *,
+    on_started: Callable[[float], None] | None = None,
+    kill_grace: float = KILL_GRACE_SECONDS,
+    drain_grace: float = DRAIN_GRACE_SECONDS,
+) -> TaskResult:
+    """Run ``spec`` to its end and return the result; only asyncio cancellation escapes.
+
+    ``on_started`` is called once with the start time as soon as the process exists (or the
+    attempt to start it failed), so RunTask can answer without waiting for the whole run.
+    When the main process exits, anything left in its process group is terminated too: an
+    attempt owns its group, and a leftover daemon would escape capacity accounting.
+    If the awaiting task itself is cancelled (worker torn down), the group gets SIGKILL at
+    once, since there may be no time left for a grace period.
+    """
+    cancel = cancel or CancelToken()
+    log_ctx = ctx(run_id=spec.run_id, attempt=spec.attempt)
+    started_at = time.time()
+    if not spec.command:
+        _notify(on_started, started_at)
+        return _not_started(TaskState.FAILED, "empty command", started_at)
+    if cancel.cancelled:
+        _notify(on_started, started_at)
+        return _not_started(TaskState.CANCELLED, cancel.reason, started_at)
+    argv = build_argv(spec)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=build_env(spec.env),
+            cwd=spec.cwd or None,
+            start_new_session=True,
+        )
+    except (OSError, ValueError) as exc:
+        error = _start_error(exc, argv[0], spec.cwd)
+        log.info("attempt could not start: %s", error, extra=log_ctx)
+        _notify(on_started, started_at)
+        return _not_started(TaskState.FAILED, error, started_at)
+
+    started_at = time.time()
+    _notify(on_started, started_at)
+    assert proc.stdout is not None
+    tail = OutputTail(spec.output_limit_bytes)
+    pump = asyncio.create_task(_pump(proc.stdout, tail))
+    exited = asyncio.create_task(proc.wait())
+    cancelled = asyncio.create_task(cancel.wait())
+    timeout = spec.timeout_seconds if spec.timeout_seconds > 0 else None
+    try:
+        done, _ = await asyncio.wait(
+            {exited, cancelled}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if exited in done:
+            state, error = None, ""
+            await _reap_leftovers(proc.pid, pump, kill_grace, drain_grace)
+        elif cancelled in done:
+            state, error = TaskState.CANCELLED, cancel.reason or "cancelled"
+            await _terminate_group(proc, kill_grace)
+        else:
+            state, error = TaskState.TIMED_OUT, f"timed out after {spec.timeout_seconds:g}s"
+            await _terminate_group(proc, kill_grace)
+        await _finish_pump(pump)
+    except asyncio.CancelledError:
+        _signal_group(proc.pid, signal.SIGKILL)
+        pump.cancel()
+        raise
+    finally:
+        cancelled.cancel()
+        exited.cancel()
+
+    code = proc.returncode
+    if state is None:
+        state, error = _exit_outcome(code)
+    result = TaskResult(
+        state=state,
+        exit_code=code,
+        output=tail.text(),
+        output_truncated=tail.truncated,
+        error=error,
+        started_at=started_at,
+        finished_at=time.time(),
+    )
+    log.debug("attempt ended: %s %s", state, error, extra=log_ctx)
+    return result
+
+
+def _notify(callback: Callable[[float], None] | None, started_at: float) -> None:
+    if callback is not None:
+        callback(started_at)
+
+
+def _not_started(state: TaskState, error: str, started_at: float) -> TaskResult:
+    return TaskResult(
+        state=state,
+        exit_code=None,
+        output="",
+        output_truncated=False,
+        error=error,
+        started_at=started_at,
+        finished_at=time.time(),
+    )
+
+
+def _start_error(exc: BaseException, executable: str, cwd: str) -> str:
+    """A reason an operator can act on, instead of a bare errno."""
+    if isinstance(exc, FileNotFoundError):
+        if cwd and exc.filename == cwd:
+            return f"working directory not found: {cwd}"
+        return f"executable not found: {executable}"
+    if isinstance(exc, PermissionError):
+        if cwd and exc.filename == cwd:
+            return f"working directory not accessible: {cwd}"
+        return f"not executable (permission denied): {executable}"
+    if isinstance(exc, NotADirectoryError) and cwd:
+        return f"working directory is not a directory: {cwd}"
+    detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return f"cannot start {executable}: {detail}"
+
+
+def _exit_outcome(code: int | None) -> tuple[TaskState, str]:
+    if code == 0:
+        return TaskState.SUCCEEDED, ""
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = "unknown"
+        return TaskState.FAILED, f"killed by signal {-code} ({name})"
+    return TaskState.FAILED, f"exit status {code}"
+
+
+async def _pump(stream: asyncio.StreamReader, tail: OutputTail) -> None:
+    while chunk := await stream.read(_READ_CHUNK):
+        tail.feed(chunk)
+
+
+async def _finish_pump(pump: asyncio.Task[None]) -> None:
+    """Collect the output reader; the group is dead by now, so EOF is normally immediate.
+
+    A process that left the group (``setsid``) may still hold the pipe: stop reading then.
+    """
+    try:
+        await asyncio.wait_for(asyncio.shield(pump), timeout=1.0)
+    except TimeoutError:
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pump
+
+
+async def _reap_leftovers(
+    pgid: int, pump: asyncio.Task[None], kill_grace: float, drain_grace: float
+) -> None:
+    """After a normal exit, let remaining output drain, then end what is left of the group."""
+    if not _group_alive(pgid):
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(pump), timeout=drain_grace)
+    if _group_alive(pgid):
+        log.info("terminating processes left in the group of a finished attempt (pgid %d)", pgid)
+        await _terminate_pgid(pgid, None, kill_grace)
+
+
+async def _terminate_group(proc: asyncio.subprocess.Process, grace: float) -> None:
+    await _terminate_pgid(proc.pid, proc, grace)
+
+
+async def _terminate_pgid(pgid: int, proc: asyncio.subprocess.Process | None, grace: float) -> None:
+    """SIGTERM the group, give it ``grace`` seconds to go, then SIGKILL whatever remains."""
+    _signal_group(pgid, signal.SIGTERM)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    while loop.time() < deadline:
+        leader_gone = proc is None or proc.returncode is not None
+        if leader_gone and not _group_alive(pgid):
+            break
+        await asyncio.sleep(0.05)
+    _signal_group(pgid, signal.SIGKILL)
+    if proc is not None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), timeout=5.0)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while a live (non-zombie) process is in the group.
+
+    ``killpg(pgid, 0)`` alone also counts zombies, and orphaned grandchildren stay zombies
+    wherever PID 1 does not reap (containers without an init): that would turn every kill
+    into a full grace-period wait. So a positive answer is confirmed in /proc when possible.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) >= 3 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
