@@ -9,6 +9,7 @@ The server listens on 127.0.0.1 only, trusts local connections and is stopped on
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import shutil
 import socket
@@ -36,6 +37,20 @@ def _find_bin(name: str) -> str:
     )
 
 
+def _others_can_traverse(path: Path) -> bool:
+    """True when every directory from / down to ``path`` is searchable by other users."""
+    current = path
+    while True:
+        try:
+            if not current.stat().st_mode & 0o001:
+                return False
+        except FileNotFoundError:
+            pass
+        if current.parent == current:
+            return True
+        current = current.parent
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nobody listens on right now."""
     with socket.socket() as sock:
@@ -54,7 +69,18 @@ class PgServer:
 
     @classmethod
     def create(cls, base_dir: str | None = None, port: int | None = None) -> PgServer:
-        root = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="chronoraft-pg-"))
+        """A server rooted at ``base_dir`` (a new temp dir when None).
+
+        As root the server runs as ``postgres``, which must be able to reach the directory;
+        when a parent is closed to it (e.g. under /root or pytest's 0700 temp root) the
+        data moves to a stable place under /var/tmp named after the requested path.
+        """
+        root = Path(base_dir).resolve() if base_dir else Path(
+            tempfile.mkdtemp(prefix="chronoraft-pg-")
+        )
+        if os.geteuid() == 0 and not _others_can_traverse(root.parent):
+            digest = hashlib.sha256(str(root).encode()).hexdigest()[:10]
+            root = Path("/var/tmp") / f"chronoraft-pg-{digest}"
         root.mkdir(parents=True, exist_ok=True)
         return cls(base_dir=root, port=port or free_port())
 

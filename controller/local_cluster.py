@@ -233,8 +233,7 @@ class LocalCluster:
         while time.monotonic() < deadline:
             try:
                 last = check()
-            except OSError as exc:
-                last = exc
+            except OSError:
                 last = None
             if last:
                 return last

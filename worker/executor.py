@@ -177,15 +177,7 @@ async def execute(
         return _not_started(TaskState.CANCELLED, cancel.reason, started_at)
     argv = build_argv(spec)
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=build_env(spec.env),
-            cwd=spec.cwd or None,
-            start_new_session=True,
-        )
+        child = await _Child.spawn(argv, build_env(spec.env), spec.cwd or None)
     except (OSError, ValueError) as exc:
         error = _start_error(exc, argv[0], spec.cwd)
         log.info("attempt could not start: %s", error, extra=log_ctx)
@@ -194,10 +186,9 @@ async def execute(
 
     started_at = time.time()
     _notify(on_started, started_at)
-    assert proc.stdout is not None
     tail = OutputTail(spec.output_limit_bytes)
-    pump = asyncio.create_task(_pump(proc.stdout, tail))
-    exited = asyncio.create_task(proc.wait())
+    pump = asyncio.create_task(_pump(child.stdout, tail))
+    exited = asyncio.create_task(child.exited.wait())
     cancelled = asyncio.create_task(cancel.wait())
     timeout = spec.timeout_seconds if spec.timeout_seconds > 0 else None
     try:
@@ -206,23 +197,24 @@ async def execute(
         )
         if exited in done:
             state, error = None, ""
-            await _reap_leftovers(proc.pid, pump, kill_grace, drain_grace)
+            await _reap_leftovers(child.pid, pump, kill_grace, drain_grace)
         elif cancelled in done:
             state, error = TaskState.CANCELLED, cancel.reason or "cancelled"
-            await _terminate_group(proc, kill_grace)
+            await _terminate_group(child.pid, child, kill_grace)
         else:
             state, error = TaskState.TIMED_OUT, f"timed out after {spec.timeout_seconds:g}s"
-            await _terminate_group(proc, kill_grace)
+            await _terminate_group(child.pid, child, kill_grace)
         await _finish_pump(pump)
     except asyncio.CancelledError:
-        _signal_group(proc.pid, signal.SIGKILL)
+        _signal_group(child.pid, signal.SIGKILL)
         pump.cancel()
         raise
     finally:
         cancelled.cancel()
         exited.cancel()
+        child.close()
 
-    code = proc.returncode
+    code = child.returncode
     if state is None:
         state, error = _exit_outcome(code)
     result = TaskResult(
@@ -311,27 +303,73 @@ async def _reap_leftovers(
         await asyncio.wait_for(asyncio.shield(pump), timeout=drain_grace)
     if _group_alive(pgid):
         log.info("terminating processes left in the group of a finished attempt (pgid %d)", pgid)
-        await _terminate_pgid(pgid, None, kill_grace)
+        await _terminate_group(pgid, None, kill_grace)
 
 
-async def _terminate_group(proc: asyncio.subprocess.Process, grace: float) -> None:
-    await _terminate_pgid(proc.pid, proc, grace)
-
-
-async def _terminate_pgid(pgid: int, proc: asyncio.subprocess.Process | None, grace: float) -> None:
+async def _terminate_group(pgid: int, leader: _Child | None, grace: float) -> None:
     """SIGTERM the group, give it ``grace`` seconds to go, then SIGKILL whatever remains."""
     _signal_group(pgid, signal.SIGTERM)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + grace
     while loop.time() < deadline:
-        leader_gone = proc is None or proc.returncode is not None
+        leader_gone = leader is None or leader.returncode is not None
         if leader_gone and not _group_alive(pgid):
             break
         await asyncio.sleep(0.05)
     _signal_group(pgid, signal.SIGKILL)
-    if proc is not None:
+    if leader is not None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), timeout=5.0)
+            await asyncio.wait_for(leader.exited.wait(), timeout=5.0)
+
+
+class _Child:
+    """The attempt's main process, with an exit signal that does not wait for its pipe.
+
+    ``asyncio.subprocess.Process.wait()`` (Python 3.11) returns only once the process has
+    exited *and* its pipes are closed, so a backgrounded grandchild holding stdout would hide
+    the exit. Hooking ``process_exited`` on the protocol gives the exit itself.
+    """
+
+    def __init__(self, transport: asyncio.SubprocessTransport, protocol: _Protocol) -> None:
+        self._transport = transport
+        self.pid: int = transport.get_pid()
+        self.exited = protocol.exited
+        stdout = protocol.stdout
+        assert stdout is not None
+        self.stdout: asyncio.StreamReader = stdout
+
+    @classmethod
+    async def spawn(cls, argv: list[str], env: dict[str, str], cwd: str | None) -> _Child:
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.subprocess_exec(
+            lambda: _Protocol(limit=_READ_CHUNK, loop=loop),
+            *argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,  # the child leads its own process group: kill = killpg
+        )
+        return cls(transport, protocol)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._transport.get_returncode()
+
+    def close(self) -> None:
+        """Release the pipe even if a process that escaped the group still holds it."""
+        self._transport.close()
+
+
+class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self.exited = asyncio.Event()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        self.exited.set()
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -16,6 +16,7 @@ from aiohttp import web
 from psycopg_pool import PoolTimeout
 
 from common.errors import DomainError, ValidationError
+from controller.api.state import SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except DomainError as exc:
         return error_response(STATUS_BY_CODE.get(exc.code, 400), exc.code, exc.message, exc.field)
-    except web.HTTPRequestEntityTooLarge as exc:
-        return error_response(413, "body_too_large", f"body: larger than {exc.max_size} bytes")
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[SETTINGS].max_request_bytes
+        return error_response(413, "body_too_large", f"body: larger than the {limit} byte limit")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

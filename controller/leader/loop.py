@@ -336,7 +336,14 @@ class LeaderLoop:
             command=run["command"],
             args=list(args or []),
             use_shell=args is None,
-            env=dict(run["env"] or {}),
+            env={
+                **(run["env"] or {}),
+                # Let commands know which run they are (e.g. for their own idempotency).
+                "CHRONORAFT_RUN_ID": str(run["id"]),
+                "CHRONORAFT_ATTEMPT": str(run["attempt"]),
+                "CHRONORAFT_JOB_ID": str(run["job_id"]),
+                "CHRONORAFT_SCHEDULED_FOR": run["scheduled_for"].isoformat(),
+            },
             timeout_seconds=float(run["timeout_seconds"] or 0),
             output_limit_bytes=self.settings.output_limit_bytes,
             cwd=run["cwd"] or "",

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import faulthandler
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,15 +17,21 @@ if str(ROOT) not in sys.path:  # the project is used from its checkout, not inst
 
 from worker_testkit import FakeController  # noqa: E402
 
-TEST_HARD_LIMIT = 40.0
+TEST_LIMIT = 30.0
+"""No worker test may take longer; the whole folder is meant to run in well under a minute."""
 
 
 @pytest.fixture(autouse=True)
 def _bounded_test():
-    """Every test is bounded: a hang dumps all stacks and exits instead of blocking CI."""
-    faulthandler.dump_traceback_later(TEST_HARD_LIMIT, exit=True)
+    """Bound every test. SIGINT makes asyncio cancel the running test (so the failure shows
+    where it hung) or interrupts pytest; faulthandler is the backstop if even that hangs."""
+    timer = threading.Timer(TEST_LIMIT, os.kill, (os.getpid(), signal.SIGINT))
+    timer.daemon = True
+    timer.start()
+    faulthandler.dump_traceback_later(TEST_LIMIT + 30, exit=True)
     yield
     faulthandler.cancel_dump_traceback_later()
+    timer.cancel()
 
 
 @pytest.fixture

@@ -183,7 +183,9 @@ async def test_processes_left_behind_by_a_finished_job_are_terminated():
 
 
 async def test_output_keeps_only_the_last_bytes_and_says_so():
-    spec = shell("i=0; while [ $i -lt 2000 ]; do echo line$i; i=$((i+1)); done", output_limit_bytes=64)
+    spec = shell(
+        "i=0; while [ $i -lt 2000 ]; do echo line$i; i=$((i+1)); done", output_limit_bytes=64
+    )
     result = await execute(spec)
     assert result.state == "succeeded"
     assert result.output_truncated

@@ -1,0 +1,45 @@
+"""Small helpers for tests that talk to a real cluster over HTTP."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from controller.local_cluster import http_json
+
+T = TypeVar("T")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def wait_until(what: str, check: Callable[[], T | None], timeout: float, interval: float = 0.2) -> T:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last: {last!r})")
+
+
+def api(method: str, base: str, path: str, body: Any = None) -> tuple[int, Any]:
+    return http_json(method, base + path, body, timeout=10)
+
+
+def all_runs(base: str, job_id: int) -> list[dict[str, Any]]:
+    """Every run of a job, following pagination."""
+    runs: list[dict[str, Any]] = []
+    offset = 0
+    while True:
+        status, body = api("GET", base, f"/api/v1/runs?job_id={job_id}&limit=1000&offset={offset}")
+        assert status == 200, body
+        runs.extend(body["items"])
+        if len(body["items"]) < 1000:
+            return runs
+        offset += 1000

@@ -1,0 +1,203 @@
+"""WorkerService over real gRPC: fencing, capacity, idempotency, cancellation, supersession."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+from worker_testkit import eventually, run_request, worker_settings
+
+from proto import chronoraft_pb2 as pb
+from proto import chronoraft_pb2_grpc as pb_grpc
+from worker.metrics import WorkerMetrics
+from worker.service import WorkerService
+from worker.spool import Spool
+
+
+class Harness:
+    """A WorkerService behind a real grpc.aio server, and a client stub for it."""
+
+    def __init__(self, tmp_path, **overrides) -> None:
+        self.settings = worker_settings(tmp_path, ("127.0.0.1:1",), **overrides)
+        self.results_ready = 0
+
+    async def start(self) -> Harness:
+        self.spool = Spool(self.settings.data_dir, self.settings.effective_worker_id)
+        self.metrics = WorkerMetrics()
+        self.service = WorkerService(
+            self.settings, self.spool, self.metrics, on_result=self._woken, kill_grace=0.5
+        )
+        self.server = grpc.aio.server()
+        pb_grpc.add_WorkerServiceServicer_to_server(self.service, self.server)
+        port = self.server.add_insecure_port("127.0.0.1:0")
+        await self.server.start()
+        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        self.stub = pb_grpc.WorkerServiceStub(self.channel)
+        return self
+
+    def _woken(self) -> None:
+        self.results_ready += 1
+
+    async def stop(self) -> None:
+        self.service.cancel_all("test over")
+        await self.service.wait_idle(5.0)
+        await self.channel.close()
+        await self.server.stop(None)
+        self.spool.close()
+
+    async def result(self, run_id: int, attempt: int = 1) -> pb.ReportResultRequest:
+        await eventually(
+            lambda: self.spool.contains(run_id, attempt), 10.0, f"result of {run_id}/{attempt}"
+        )
+        found = self.spool.get(run_id, attempt)
+        assert found is not None
+        return found
+
+
+@pytest.fixture
+async def worker(tmp_path):
+    harness = await Harness(tmp_path).start()
+    yield harness
+    await harness.stop()
+
+
+async def test_an_accepted_attempt_runs_and_its_result_is_spooled(worker):
+    reply = await worker.stub.RunTask(run_request(1, "echo hi; exit 4"), timeout=5)
+    assert reply.accepted and reply.reason == "" and reply.started_at > 0
+    report = await worker.result(1)
+    assert report.worker_id == "w-test"
+    assert (report.state, report.has_exit_code, report.exit_code) == ("failed", True, 4)
+    assert report.output == "hi\n" and report.error == "exit status 4"
+    assert report.started_at == pytest.approx(reply.started_at)
+    assert worker.results_ready == 1
+
+
+async def test_stale_epoch_is_refused_and_the_fence_survives_a_restart(tmp_path):
+    first = await Harness(tmp_path).start()
+    reply = await first.stub.RunTask(run_request(1, "true", epoch=5), timeout=5)
+    assert reply.accepted and reply.highest_epoch == 5
+    stale = await first.stub.RunTask(run_request(2, "true", epoch=4), timeout=5)
+    assert (stale.accepted, stale.reason, stale.highest_epoch) == (False, "stale_epoch", 5)
+    await first.result(1)
+    await first.stop()
+
+    restarted = await Harness(tmp_path).start()
+    try:
+        stale = await restarted.stub.RunTask(run_request(3, "true", epoch=4), timeout=5)
+        assert (stale.accepted, stale.reason) == (False, "stale_epoch")
+        current = await restarted.stub.RunTask(run_request(3, "true", epoch=5), timeout=5)
+        assert current.accepted
+        cancel = await restarted.stub.CancelTask(
+            pb.CancelTaskRequest(run_id=3, attempt=1, epoch=1), timeout=5
+        )
+        assert not cancel.found
+    finally:
+        await restarted.stop()
+
+
+async def test_at_capacity_refuses_until_a_slot_frees(worker):
+    for run_id in (1, 2):
+        assert (await worker.stub.RunTask(run_request(run_id, "sleep 30"), timeout=5)).accepted
+    full = await worker.stub.RunTask(run_request(3, "true"), timeout=5)
+    assert (full.accepted, full.reason) == (False, "at_capacity")
+    await worker.stub.CancelTask(pb.CancelTaskRequest(run_id=1, attempt=1, epoch=1), timeout=5)
+    await worker.result(1)
+    assert (await worker.stub.RunTask(run_request(3, "true"), timeout=5)).accepted
+
+
+async def test_a_duplicate_runtask_does_not_start_the_attempt_again(worker, tmp_path):
+    marker = tmp_path / "starts"
+    command = f"echo started >> {marker}; sleep 0.5"
+    first = await worker.stub.RunTask(run_request(1, command), timeout=5)
+    while_running = await worker.stub.RunTask(run_request(1, command), timeout=5)
+    assert while_running.accepted and while_running.reason == "duplicate"
+    assert while_running.started_at == first.started_at
+    await worker.result(1)
+    after_finish = await worker.stub.RunTask(run_request(1, command), timeout=5)
+    assert after_finish.accepted and after_finish.reason == "duplicate"
+    assert marker.read_text() == "started\n"
+
+
+async def test_a_spooled_result_makes_runtask_a_duplicate_after_a_restart(tmp_path):
+    marker = tmp_path / "starts"
+    first = await Harness(tmp_path).start()
+    await first.stub.RunTask(run_request(1, f"echo x >> {marker}"), timeout=5)
+    await first.result(1)
+    await first.stop()
+    restarted = await Harness(tmp_path).start()
+    try:
+        reply = await restarted.stub.RunTask(run_request(1, f"echo x >> {marker}"), timeout=5)
+        assert reply.accepted and reply.reason == "duplicate"
+        assert marker.read_text() == "x\n"
+    finally:
+        await restarted.stop()
+
+
+async def test_cancel_task_kills_the_attempt_and_it_is_reported_cancelled(worker):
+    await worker.stub.RunTask(run_request(1, "sleep 30"), timeout=5)
+    stale = await worker.stub.CancelTask(
+        pb.CancelTaskRequest(run_id=1, attempt=1, epoch=0), timeout=5
+    )
+    assert stale.found is False  # epoch 0 < 1 seen with RunTask
+    unknown = await worker.stub.CancelTask(
+        pb.CancelTaskRequest(run_id=1, attempt=2, epoch=1), timeout=5
+    )
+    assert unknown.found is False
+    reply = await worker.stub.CancelTask(
+        pb.CancelTaskRequest(run_id=1, attempt=1, epoch=1), timeout=5
+    )
+    assert reply.found is True
+    report = await worker.result(1)
+    assert (report.state, report.error) == ("cancelled", "cancelled by controller")
+    assert report.exit_code == -15
+
+
+async def test_a_newer_attempt_cancels_the_older_one(worker):
+    await worker.stub.RunTask(run_request(1, "sleep 30", attempt=1), timeout=5)
+    newer = await worker.stub.RunTask(run_request(1, "echo two", attempt=2), timeout=5)
+    assert newer.accepted
+    older = await worker.result(1, 1)
+    assert (older.state, older.error) == ("cancelled", "superseded by attempt 2")
+    assert (await worker.result(1, 2)).output == "two\n"
+
+
+async def test_an_older_attempt_arriving_late_is_refused(worker):
+    await worker.stub.RunTask(run_request(1, "sleep 30", attempt=2), timeout=5)
+    late = await worker.stub.RunTask(run_request(1, "true", attempt=1), timeout=5)
+    assert (late.accepted, late.reason) == (False, "superseded")
+
+
+async def test_a_draining_worker_refuses_new_work_but_answers_duplicates(worker):
+    await worker.stub.RunTask(run_request(1, "sleep 30"), timeout=5)
+    worker.service.start_draining()
+    refused = await worker.stub.RunTask(run_request(2, "true"), timeout=5)
+    assert (refused.accepted, refused.reason) == (False, "draining")
+    duplicate = await worker.stub.RunTask(run_request(1, "sleep 30"), timeout=5)
+    assert duplicate.accepted and duplicate.reason == "duplicate"
+
+
+async def test_a_missing_executable_is_accepted_and_reported_failed(worker):
+    request = pb.RunTaskRequest(run_id=1, attempt=1, epoch=1, command="/no/such", args=["x"])
+    assert (await worker.stub.RunTask(request, timeout=5)).accepted
+    report = await worker.result(1)
+    assert (report.state, report.has_exit_code) == ("failed", False)
+    assert report.error == "executable not found: /no/such"
+
+
+async def test_request_without_output_limit_uses_the_worker_default(worker):
+    command = "head -c 10000 /dev/zero | tr '\\0' y"
+    await worker.stub.RunTask(run_request(1, command), timeout=5)
+    await worker.stub.RunTask(run_request(2, command, output_limit_bytes=10), timeout=5)
+    default, explicit = await worker.result(1), await worker.result(2)
+    assert len(default.output) == 4096 and default.output_truncated  # settings default
+    assert explicit.output == "y" * 10
+
+
+async def test_start_lateness_is_measured_from_the_slot(worker):
+    request = run_request(1, "true", scheduled_for=time.time() - 3.0)
+    await worker.stub.RunTask(request, timeout=5)
+    text = worker.metrics.render().decode()
+    assert "chronoraft_worker_start_lateness_seconds_count 1.0" in text
+    assert 'chronoraft_worker_start_lateness_seconds_bucket{le="2.5"} 0.0' in text
+    assert 'chronoraft_worker_start_lateness_seconds_bucket{le="5.0"} 1.0' in text
