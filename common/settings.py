@@ -89,7 +89,12 @@ class Settings:
 
     @property
     def worker_address(self) -> str:
-        return self.worker_advertise or f"{self.worker_host}:{self.worker_port}"
+        if self.worker_advertise:
+            return self.worker_advertise
+        host = self.worker_host
+        if host in ("", "0.0.0.0", "::"):  # listening everywhere: dial us by our hostname
+            host = socket.gethostname()
+        return f"{host}:{self.worker_port}"
 
     @property
     def effective_worker_id(self) -> str:

@@ -153,14 +153,15 @@ async def execute(
     spec: TaskSpec,
     cancel: CancelToken | None = None,
     *,
-    on_started: Callable[[float], None] | None = None,
+    on_started: Callable[[float, int | None], None] | None = None,
     kill_grace: float = KILL_GRACE_SECONDS,
     drain_grace: float = DRAIN_GRACE_SECONDS,
 ) -> TaskResult:
     """Run ``spec`` to its end and return the result; only asyncio cancellation escapes.
 
-    ``on_started`` is called once with the start time as soon as the process exists (or the
-    attempt to start it failed), so RunTask can answer without waiting for the whole run.
+    ``on_started(started_at, pid)`` is called once as soon as the process exists (pid None if
+    it could not start), so RunTask can answer without waiting for the whole run; the pid is
+    also the process group id.
     When the main process exits, anything left in its process group is terminated too: an
     attempt owns its group, and a leftover daemon would escape capacity accounting.
     If the awaiting task itself is cancelled (worker torn down), the group gets SIGKILL at
@@ -185,7 +186,7 @@ async def execute(
         return _not_started(TaskState.FAILED, error, started_at)
 
     started_at = time.time()
-    _notify(on_started, started_at)
+    _notify(on_started, started_at, child.pid)
     tail = OutputTail(spec.output_limit_bytes)
     pump = asyncio.create_task(_pump(child.stdout, tail))
     exited = asyncio.create_task(child.exited.wait())
@@ -230,9 +231,11 @@ async def execute(
     return result
 
 
-def _notify(callback: Callable[[float], None] | None, started_at: float) -> None:
+def _notify(
+    callback: Callable[[float, int | None], None] | None, started_at: float, pid: int | None = None
+) -> None:
     if callback is not None:
-        callback(started_at)
+        callback(started_at, pid)
 
 
 def _not_started(state: TaskState, error: str, started_at: float) -> TaskResult:
@@ -304,6 +307,17 @@ async def _reap_leftovers(
     if _group_alive(pgid):
         log.info("terminating processes left in the group of a finished attempt (pgid %d)", pgid)
         await _terminate_group(pgid, None, kill_grace)
+
+
+async def kill_process_group(pgid: int, grace: float = KILL_GRACE_SECONDS) -> None:
+    """SIGTERM, then SIGKILL after ``grace``: for groups this process did not start itself
+    (the orphans of a previous worker process)."""
+    await _terminate_group(pgid, None, grace)
+
+
+def process_group_alive(pgid: int) -> bool:
+    """True while a live (non-zombie) member of process group ``pgid`` exists."""
+    return _group_alive(pgid)
 
 
 async def _terminate_group(pgid: int, leader: _Child | None, grace: float) -> None:

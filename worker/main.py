@@ -24,6 +24,7 @@ from worker.executor import KILL_GRACE_SECONDS
 from worker.heartbeat import Heartbeater
 from worker.http_server import start_http
 from worker.metrics import WorkerMetrics
+from worker.orphans import RunningMarks, end_orphans
 from worker.reporter import Reporter
 from worker.service import WorkerService
 from worker.spool import Spool
@@ -84,10 +85,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     except (RuntimeError, OSError) as exc:
         await server.stop(None)
         raise WorkerStartupError(f"cannot open the result spool: {exc}") from exc
+    marks = RunningMarks(spool)
     metrics = WorkerMetrics()
     controllers = ControllerPool(settings.controllers)
     reporter = Reporter(spool, controllers, metrics)
-    service = WorkerService(settings, spool, metrics, on_result=reporter.wake)
+    service = WorkerService(settings, spool, metrics, on_result=reporter.wake, marks=marks)
     heartbeater = Heartbeater(settings, controllers, service, metrics)
     pb_grpc.add_WorkerServiceServicer_to_server(service, server)
 
@@ -97,6 +99,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     http_runner = None
     loops: list[asyncio.Task[None]] = []
     try:
+        orphans = await end_orphans(marks, spool, worker_id)
+        if orphans:
+            log.warning("found %d attempt(s) left by a previous run of this worker", orphans)
         if settings.worker_http_port > 0:
             try:
                 http_runner = await start_http(settings, metrics)

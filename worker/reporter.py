@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 
+from common.backoff import retry_delay
 from common.logging import ctx
 from proto import chronoraft_pb2 as pb
 from proto import chronoraft_pb2_grpc as pb_grpc
@@ -23,7 +25,7 @@ from worker.spool import Spool
 log = logging.getLogger(__name__)
 
 REPORT_TIMEOUT = 3.0
-MIN_BACKOFF = 0.1
+MIN_BACKOFF = 0.2
 MAX_BACKOFF = 2.0
 
 
@@ -64,7 +66,7 @@ class Reporter:
 
     async def run(self) -> None:
         """Deliver forever; cancel the task to stop (a result in flight stays spooled)."""
-        backoff = MIN_BACKOFF
+        failures = 0
         while True:
             self._wake.clear()
             pending = await asyncio.to_thread(self._spool.pending)
@@ -76,10 +78,12 @@ class Reporter:
                 continue
             self._idle.clear()
             if await self._deliver_all(pending):
-                backoff = MIN_BACKOFF
+                failures = 0
                 continue
-            await self._sleep_or_wake(backoff)
-            backoff = min(backoff * 2, self._max_backoff)
+            failures += 1
+            # Jittered, so a fleet of workers does not hit a returning controller in lockstep.
+            delay = retry_delay(failures, MIN_BACKOFF, self._max_backoff, random.random())
+            await self._sleep_or_wake(delay)
 
     async def _deliver_all(self, pending: list[pb.ReportResultRequest]) -> bool:
         """Oldest first, stop at the first failure (the controllers are down for all of them)."""

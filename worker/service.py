@@ -40,6 +40,7 @@ from worker.executor import (
     execute,
 )
 from worker.metrics import WorkerMetrics
+from worker.orphans import RunningMarks
 from worker.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         metrics: WorkerMetrics,
         on_result: Callable[[], None] = lambda: None,
         *,
+        marks: RunningMarks | None = None,
         kill_grace: float = KILL_GRACE_SECONDS,
     ) -> None:
         self._worker_id = settings.effective_worker_id
@@ -131,6 +133,7 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         self._spool = spool
         self._metrics = metrics
         self._on_result = on_result
+        self._marks = marks
         self._kill_grace = kill_grace
         self._attempts: dict[AttemptKey, _Attempt] = {}
         self._finished: OrderedDict[AttemptKey, float] = OrderedDict()
@@ -313,7 +316,14 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         spec = attempt.spec
         log_ctx = ctx(run_id=spec.run_id, attempt=spec.attempt, epoch=attempt.epoch)
 
-        def started(at: float) -> None:
+        def started(at: float, pid: int | None = None) -> None:
+            if pid is not None and self._marks is not None:
+                try:
+                    self._marks.add(spec.run_id, spec.attempt, pid, at)
+                except OSError:
+                    log.exception(
+                        "cannot record the running attempt's process group", extra=log_ctx
+                    )
             if not attempt.started.done():
                 attempt.started.set_result(at)
 
@@ -325,6 +335,7 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
             # Teardown without a drain: the group got SIGKILL; no result, the lease expires.
             started(time.time())
             self._forget(attempt)
+            self._discard_mark(spec)
             raise
         except Exception as exc:  # a bug here must still end the attempt with a result
             log.exception("executor failed", extra=log_ctx)
@@ -334,6 +345,7 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
 
         report = report_from_result(self._worker_id, spec, result)
         await self._spool_until_stored(report, log_ctx)
+        self._discard_mark(spec)
         self._finished[attempt.key] = result.started_at
         while len(self._finished) > _FINISHED_MEMORY:
             self._finished.popitem(last=False)
@@ -364,6 +376,11 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
                 log.exception("cannot write result to spool; retrying", extra=log_ctx)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _SPOOL_RETRY_MAX)
+
+    def _discard_mark(self, spec: TaskSpec) -> None:
+        if self._marks is not None:
+            with contextlib.suppress(OSError):
+                self._marks.discard(spec.run_id, spec.attempt)
 
     def _forget(self, attempt: _Attempt) -> None:
         if self._attempts.get(attempt.key) is attempt:

@@ -126,6 +126,7 @@ def test_paused_leader_is_fenced_and_no_slot_runs_twice(
             r["epoch"] == new_epoch for r in all_runs(base, job["id"])), timeout=30)
     finally:
         cluster.signal(old, signal.SIGCONT)
+        resumed_at = time.time()
 
     def old_is_follower() -> bool:
         info = cluster.cluster_info(old)
@@ -137,9 +138,11 @@ def test_paused_leader_is_fenced_and_no_slot_runs_twice(
     assert_every_slot_once(runs, ledger)
     leader_epochs = {r["epoch"] for r in runs if r["epoch"] is not None}
     assert max(leader_epochs) >= new_epoch
-    after_resume = [r for r in runs if r["epoch"] == old_epoch
-                    and r["dispatched_at"] and r["dispatched_at"] > runs[-1]["created_at"]]
-    assert not after_resume
+    after_resume = [
+        r for r in runs if r["epoch"] == old_epoch and r["dispatched_at"]
+        and datetime.fromisoformat(r["dispatched_at"]).timestamp() > resumed_at
+    ]
+    assert not after_resume, "the resumed old leader dispatched after a newer epoch existed"
 
 
 def test_worker_killed_mid_task_run_is_retried_on_another_worker(

@@ -426,7 +426,9 @@ def test_slot_limits_must_be_non_negative_integers(limit: object) -> None:
         parse_schedule("* * * * *").slots_between(utc(2026, 1, 1), utc(2026, 1, 2), limit)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("expr", ["*/7 * * * *", "@every 7s", "30 2 * * *", "* 1 * * * *"])
+@pytest.mark.parametrize(
+    "expr", ["*/7 * * * *", "@every 7s", "30 2 * * *", "*/5 * 1 * * *", "*/5 * 2 * * *"]
+)
 @pytest.mark.parametrize("zone", ["UTC", *ZONES])
 def test_count_and_last_slots_agree_with_enumeration_across_both_transitions(
     expr: str, zone: str

@@ -17,6 +17,7 @@ from worker_testkit import (
     FakeController,
     eventually,
     free_port,
+    process_gone,
     run_request,
     worker_settings,
 )
@@ -51,6 +52,26 @@ class RunningWorker:
         finally:
             if self.channel is not None:
                 await self.channel.close()
+
+
+def start_worker_process(
+    data_dir: Path, worker_id: str, port: int, controller: str
+) -> subprocess.Popen[str]:
+    """``worker.main.main`` in a real process, configured through CHRONORAFT_* variables."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "CHRONORAFT_DATA_DIR": str(data_dir),
+        "CHRONORAFT_WORKER_ID": worker_id,
+        "CHRONORAFT_WORKER_PORT": str(port),
+        "CHRONORAFT_CONTROLLERS": controller,
+        "CHRONORAFT_HEARTBEAT_INTERVAL": "0.1",
+    }
+    code = "import sys; from common.settings import Settings; from worker.main import main; "
+    code += "sys.exit(main(Settings.from_env()))"
+    return subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True
+    )
 
 
 @contextlib.asynccontextmanager
@@ -150,6 +171,40 @@ async def test_results_spooled_before_a_crash_are_delivered_after_restart(tmp_pa
         await eventually(lambda: controller.report_for(41, 2), 5.0, "old result delivered")
 
 
+async def test_after_a_worker_crash_its_results_are_delivered_and_orphans_ended(
+    tmp_path, controller
+):
+    controller.acknowledge = False  # nothing gets out before the crash
+    proc = start_worker_process(tmp_path / "data", "w-test", free_port(), controller.address)
+    try:
+        await eventually(lambda: controller.heartbeats, 10.0, "registration of the process")
+        channel = grpc.aio.insecure_channel(controller.heartbeats[0].address)
+        stub = pb_grpc.WorkerServiceStub(channel)
+        pid_file = tmp_path / "orphan.pid"
+        await stub.RunTask(run_request(1, "echo finished before the crash"), timeout=5)
+        await stub.RunTask(run_request(2, f"echo $$ > {pid_file}; exec sleep 60"), timeout=5)
+        await eventually(lambda: controller.report_for(1), 5.0, "an unacknowledged report")
+        await eventually(lambda: pid_file.exists() and pid_file.read_text(), 5.0, "pid file")
+        await channel.close()
+    finally:
+        proc.kill()  # SIGKILL: no drain, no cleanup
+        await asyncio.to_thread(proc.wait, 10)
+        proc.stderr.close()
+    orphan = int(pid_file.read_text())
+    assert not process_gone(orphan), "attempts run in their own session and outlive the worker"
+
+    controller.acknowledge = True
+    controller.reports.clear()
+    async with running_worker(worker_settings(tmp_path, (controller.address,))):
+        await eventually(lambda: controller.report_for(1), 5.0, "spooled result delivered")
+        await eventually(lambda: controller.report_for(2), 5.0, "orphan reported")
+        assert controller.report_for(1).output == "finished before the crash\n"
+        orphan_report = controller.report_for(2)
+        assert orphan_report.state == "failed"
+        assert "worker restarted" in orphan_report.error
+        await eventually(lambda: process_gone(orphan), 5.0, "orphan killed")
+
+
 async def test_stop_drains_running_attempts_and_flushes_their_results(tmp_path, controller):
     settings = worker_settings(tmp_path, (controller.address,))
     worker = RunningWorker(settings)
@@ -225,20 +280,7 @@ async def test_a_taken_port_is_a_clear_start_error(tmp_path, controller):
 
 async def test_worker_process_exits_cleanly_on_sigterm(tmp_path, controller):
     port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "CHRONORAFT_DATA_DIR": str(tmp_path),
-        "CHRONORAFT_WORKER_ID": "w-proc",
-        "CHRONORAFT_WORKER_PORT": str(port),
-        "CHRONORAFT_CONTROLLERS": controller.address,
-        "CHRONORAFT_HEARTBEAT_INTERVAL": "0.1",
-    }
-    code = "import sys; from common.settings import Settings; from worker.main import main; "
-    code += "sys.exit(main(Settings.from_env()))"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True
-    )
+    proc = start_worker_process(tmp_path, "w-proc", port, controller.address)
     try:
         await eventually(lambda: controller.heartbeats, 10.0, "registration of the process")
         assert controller.heartbeats[0].address == f"127.0.0.1:{port}"
@@ -251,3 +293,4 @@ async def test_worker_process_exits_cleanly_on_sigterm(tmp_path, controller):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        proc.stderr.close()

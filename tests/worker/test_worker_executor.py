@@ -143,7 +143,11 @@ async def test_cancel_token_stops_the_attempt_and_reports_cancelled():
     token = CancelToken()
     started_at: list[float] = []
     task = asyncio.create_task(
-        execute(shell("echo started; sleep 100"), token, on_started=started_at.append)
+        execute(
+            shell("echo started; sleep 100"),
+            token,
+            on_started=lambda at, _pid: started_at.append(at),
+        )
     )
     await eventually(lambda: bool(started_at), 2.0, "process start")
     token.cancel("cancelled by controller")
@@ -157,7 +161,10 @@ async def test_cancel_token_stops_the_attempt_and_reports_cancelled():
 async def test_cancelling_the_asyncio_task_kills_the_group_and_propagates():
     started_at: list[float] = []
     task = asyncio.create_task(
-        execute(shell("sleep 100 & echo $!; sleep 100"), on_started=started_at.append)
+        execute(
+            shell("sleep 100 & echo $!; sleep 100"),
+            on_started=lambda at, _pid: started_at.append(at),
+        )
     )
     await eventually(lambda: bool(started_at), 2.0, "process start")
     # The shell and its background sleep, found through /proc once both exist.
