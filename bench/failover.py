@@ -47,45 +47,66 @@ def main() -> int:
     pg = PgServer.create(str(base / "pg"))
     pg.start()
     db.migrate(pg.url)
-    cluster = LocalCluster(base_dir=base, database_url=pg.url, http_base=18080, raft_base=17000,
-                           grpc_base=19090, worker_base=15051, worker_http_base=19100,
-                           log_level="WARNING")
+    cluster = LocalCluster(
+        base_dir=base,
+        database_url=pg.url,
+        http_base=18080,
+        raft_base=17000,
+        grpc_base=19090,
+        worker_base=15051,
+        worker_http_base=19100,
+        log_level="WARNING",
+    )
     elected: list[float] = []
     dispatched: list[float] = []
     try:
         cluster.start_all()
         leader = cluster.wait_ready(90)
-        http_json("POST", cluster.url(leader) + "/api/v1/jobs",
-                  {"name": "bench-1s", "schedule": "* * * * * *", "command": "true"})
+        http_json(
+            "POST",
+            cluster.url(leader) + "/api/v1/jobs",
+            {"name": "bench-1s", "schedule": "* * * * * *", "command": "true"},
+        )
         time.sleep(3)
         for i in range(args.kills):
             leader = cluster.wait_for("leader", cluster.leader, 30)
             old_epoch = cluster.cluster_info(leader)["epoch"]
             killed = time.time()
             cluster.kill(leader)
-            new = cluster.wait_for("new leader", lambda: (lambda n: n if n and n != leader else None)(
-                cluster.leader()), 30, interval=0.02)
+            new = cluster.wait_for(
+                "new leader",
+                lambda old=leader: (lambda n: n if n and n != old else None)(cluster.leader()),
+                30,
+                interval=0.02,
+            )
             elected.append(time.time() - killed)
             info = cluster.cluster_info(new)
             epoch = info["epoch"] if info and info["epoch"] > old_epoch else old_epoch + 1
             at = first_dispatch_after(pg.url, epoch, time.time() + 30)
             if at is not None:
                 dispatched.append(at - killed)
-            print(f"kill {i + 1}: {leader} -> {new}: leader {elected[-1]:.3f}s, "
-                  f"first dispatch {dispatched[-1] if at else float('nan'):.3f}s", flush=True)
+            print(
+                f"kill {i + 1}: {leader} -> {new}: leader {elected[-1]:.3f}s, "
+                f"first dispatch {dispatched[-1] if at else float('nan'):.3f}s",
+                flush=True,
+            )
             cluster.start(leader)
-            cluster.wait_for("rejoin", lambda: cluster.cluster_info(leader), 30)
+            cluster.wait_for("rejoin", lambda name=leader: cluster.cluster_info(name), 30)
             time.sleep(2)
     finally:
         cluster.stop_all()
         pg.destroy()
     print()
     print(f"{'metric (s)':<34}{'n':>4}{'min':>8}{'median':>8}{'p99':>8}{'max':>8}")
-    for label, values in (("SIGKILL -> new leader reports", elected),
-                          ("SIGKILL -> first dispatch (new)", dispatched)):
+    for label, values in (
+        ("SIGKILL -> new leader reports", elected),
+        ("SIGKILL -> first dispatch (new)", dispatched),
+    ):
         if values:
-            print(f"{label:<34}{len(values):>4}{min(values):>8.3f}{statistics.median(values):>8.3f}"
-                  f"{percentile(values, 99):>8.3f}{max(values):>8.3f}")
+            print(
+                f"{label:<34}{len(values):>4}{min(values):>8.3f}{statistics.median(values):>8.3f}"
+                f"{percentile(values, 99):>8.3f}{max(values):>8.3f}"
+            )
     return 0
 
 

@@ -27,8 +27,20 @@ MAX_BACKOFF = 86400.0
 MAX_CATCHUP = 30 * 86400.0
 
 FIELDS = {
-    "name", "description", "schedule", "timezone", "command", "args", "env", "cwd",
-    "timeout", "max_retries", "retry_backoff", "labels", "paused", "catchup_window",
+    "name",
+    "description",
+    "schedule",
+    "timezone",
+    "command",
+    "args",
+    "env",
+    "cwd",
+    "timeout",
+    "max_retries",
+    "retry_backoff",
+    "labels",
+    "paused",
+    "catchup_window",
 }
 REQUIRED = ("name", "schedule", "command")
 
@@ -132,7 +144,9 @@ def validate_job(
         )
     cols: dict[str, Any] = {"name": name}
     cols["description"] = (
-        _string(merged, "description", max_len=2000) if merged.get("description") is not None else ""
+        _string(merged, "description", max_len=2000)
+        if merged.get("description") is not None
+        else ""
     )
     schedule_text = _string(merged, "schedule", max_len=200, allow_empty=False).strip()
     tz = merged.get("timezone") or "UTC"

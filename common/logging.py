@@ -44,7 +44,10 @@ class _Formatter(logging.Formatter):
             return json.dumps(doc, default=str)
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         pairs = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
-        line = f"{stamp}.{int(record.msecs):03d} {record.levelname:<7} {record.name}: {message} {pairs}"
+        line = (
+            f"{stamp}.{int(record.msecs):03d} {record.levelname:<7} {record.name}: "
+            f"{message} {pairs}"
+        )
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

@@ -75,8 +75,10 @@ class PgServer:
         when a parent is closed to it (e.g. under /root or pytest's 0700 temp root) the
         data moves to a stable place under /var/tmp named after the requested path.
         """
-        root = Path(base_dir).resolve() if base_dir else Path(
-            tempfile.mkdtemp(prefix="chronoraft-pg-")
+        root = (
+            Path(base_dir).resolve()
+            if base_dir
+            else Path(tempfile.mkdtemp(prefix="chronoraft-pg-"))
         )
         if os.geteuid() == 0 and not _others_can_traverse(root.parent):
             digest = hashlib.sha256(str(root).encode()).hexdigest()[:10]
@@ -127,8 +129,10 @@ class PgServer:
         self._run(
             [
                 _find_bin("initdb"),
-                "-D", str(self.data_dir),
-                "-U", self.user,
+                "-D",
+                str(self.data_dir),
+                "-U",
+                self.user,
                 "--auth=trust",
                 "--encoding=UTF8",
                 "--locale=C",
@@ -148,8 +152,17 @@ class PgServer:
         )
         self._run(
             [
-                _find_bin("pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
-                "-o", options, "-w", "-t", str(int(timeout)), "start",
+                _find_bin("pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "start",
             ],
             timeout=timeout + 10,
         )

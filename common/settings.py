@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Mapping
 
 ENV_PREFIX = "CHRONORAFT_"
 
@@ -100,12 +100,12 @@ class Settings:
     def effective_worker_id(self) -> str:
         return self.worker_id or f"{socket.gethostname()}-{self.worker_port}"
 
-    def with_overrides(self, **changes: object) -> "Settings":
+    def with_overrides(self, **changes: object) -> Settings:
         """A copy with some fields replaced (used by CLI flags, which win over env)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for f in fields(cls):

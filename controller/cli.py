@@ -28,8 +28,13 @@ def cmd_controller(args: argparse.Namespace) -> int:
 
     peers = tuple(p for p in (args.raft_peers or "").split(",") if p) if args.raft_peers else None
     settings = _settings(
-        args, node_id="node_id", http_port="http_port", grpc_port="grpc_port",
-        raft_self="raft_self", database_url="database_url", data_dir="data_dir",
+        args,
+        node_id="node_id",
+        http_port="http_port",
+        grpc_port="grpc_port",
+        raft_self="raft_self",
+        database_url="database_url",
+        data_dir="data_dir",
     )
     if peers is not None:
         settings = settings.with_overrides(raft_peers=peers)
@@ -40,8 +45,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from worker.main import main
 
     settings = _settings(
-        args, worker_id="worker_id", port="worker_port", http_port="worker_http_port",
-        concurrency="worker_concurrency", data_dir="data_dir",
+        args,
+        worker_id="worker_id",
+        port="worker_port",
+        http_port="worker_http_port",
+        concurrency="worker_concurrency",
+        data_dir="data_dir",
     )
     if args.labels is not None:
         settings = settings.with_overrides(worker_labels=parse_labels(args.labels))
@@ -113,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worker-http-base", type=int, default=9100)
     p.add_argument("--no-examples", action="store_true", help="do not create example jobs")
     p.add_argument(
-        "--exit-after", type=float, default=None,
+        "--exit-after",
+        type=float,
+        default=None,
         help="stop everything after this many seconds (for scripted checks)",
     )
     p.set_defaults(func=cmd_up)
@@ -124,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="show the cluster as each controller sees it")
     p.add_argument(
-        "--url", action="append",
+        "--url",
+        action="append",
         help="controller base URL (repeatable); default CHRONORAFT_URL or 127.0.0.1:8080-8082",
     )
     p.add_argument("--json", action="store_true")

@@ -7,7 +7,7 @@ its results through a failover. Results are idempotent on (run_id, attempt).
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import grpc
 from psycopg_pool import AsyncConnectionPool
@@ -26,7 +26,7 @@ FINAL_STATES = {"succeeded", "failed", "timed_out", "cancelled"}
 
 
 def _ts(value: float) -> datetime | None:
-    return datetime.fromtimestamp(value, timezone.utc) if value > 0 else None
+    return datetime.fromtimestamp(value, UTC) if value > 0 else None
 
 
 class ControllerService(pb_grpc.ControllerServiceServicer):
@@ -54,7 +54,9 @@ class ControllerService(pb_grpc.ControllerServiceServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"database unavailable: {exc}")
             raise  # unreachable: abort raises
         if registered:
-            log.info("worker registered", extra=ctx(worker=request.worker_id, address=request.address))
+            log.info(
+                "worker registered", extra=ctx(worker=request.worker_id, address=request.address)
+            )
         return pb.HeartbeatReply(ok=True, epoch=int(current["epoch"]) if current else 0)
 
     async def ReportResult(  # noqa: N802 - gRPC method name
@@ -87,7 +89,8 @@ class ControllerService(pb_grpc.ControllerServiceServicer):
         self.metrics.results.labels(outcome).inc()
         log.info(
             "result stored",
-            extra=ctx(run_id=request.run_id, attempt=request.attempt, state=request.state,
-                      outcome=outcome),
+            extra=ctx(
+                run_id=request.run_id, attempt=request.attempt, state=request.state, outcome=outcome
+            ),
         )
         return pb.ReportResultReply(acknowledged=True, detail=outcome)

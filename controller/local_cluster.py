@@ -23,9 +23,7 @@ class ClusterError(RuntimeError):
     pass
 
 
-def http_json(
-    method: str, url: str, body: Any = None, timeout: float = 5.0
-) -> tuple[int, Any]:
+def http_json(method: str, url: str, body: Any = None, timeout: float = 5.0) -> tuple[int, Any]:
     """A tiny JSON HTTP client (stdlib only); returns (status, decoded body or text)."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)

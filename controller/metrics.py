@@ -13,16 +13,23 @@ class ControllerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.is_leader = Gauge("chronoraft_leader", "1 while this node runs the leader loop", registry=r)
-        self.epoch = Gauge("chronoraft_epoch", "Raft term of this node's current leadership", registry=r)
+        self.is_leader = Gauge(
+            "chronoraft_leader", "1 while this node runs the leader loop", registry=r
+        )
+        self.epoch = Gauge(
+            "chronoraft_epoch", "Raft term of this node's current leadership", registry=r
+        )
         self.leaderships = Counter(
             "chronoraft_leaderships_total", "Times this node became leader", registry=r
         )
         self.fenced = Counter(
-            "chronoraft_fenced_total", "Leader loops stopped because a newer epoch exists",
+            "chronoraft_fenced_total",
+            "Leader loops stopped because a newer epoch exists",
             registry=r,
         )
-        self.heap_jobs = Gauge("chronoraft_heap_jobs", "Jobs in the leader's schedule heap", registry=r)
+        self.heap_jobs = Gauge(
+            "chronoraft_heap_jobs", "Jobs in the leader's schedule heap", registry=r
+        )
         self.slots = Counter(
             "chronoraft_slots_total", "Slots the leader decided, by action", ["action"], registry=r
         )
@@ -32,26 +39,35 @@ class ControllerMetrics:
         self.dispatch_lateness = Histogram(
             "chronoraft_dispatch_lateness_seconds",
             "Worker start time minus slot time, for scheduled runs",
-            buckets=LATENESS_BUCKETS, registry=r,
+            buckets=LATENESS_BUCKETS,
+            registry=r,
         )
         self.dispatch_latency = Histogram(
-            "chronoraft_dispatch_rpc_seconds", "RunTask round trip", buckets=LATENESS_BUCKETS,
+            "chronoraft_dispatch_rpc_seconds",
+            "RunTask round trip",
+            buckets=LATENESS_BUCKETS,
             registry=r,
         )
         self.results = Counter(
-            "chronoraft_results_total", "Worker results received, by outcome", ["outcome"],
+            "chronoraft_results_total",
+            "Worker results received, by outcome",
+            ["outcome"],
             registry=r,
         )
         self.reaped = Counter(
-            "chronoraft_reaped_total", "Runs taken back from lost or silent workers", ["reason"],
+            "chronoraft_reaped_total",
+            "Runs taken back from lost or silent workers",
+            ["reason"],
             registry=r,
         )
         self.db_errors = Counter(
             "chronoraft_db_errors_total", "PostgreSQL errors seen by the leader loop", registry=r
         )
         self.tick_seconds = Histogram(
-            "chronoraft_tick_seconds", "Time to fire one batch of due slots",
-            buckets=LATENESS_BUCKETS, registry=r,
+            "chronoraft_tick_seconds",
+            "Time to fire one batch of due slots",
+            buckets=LATENESS_BUCKETS,
+            registry=r,
         )
         self.grpc_errors = Counter(
             "chronoraft_grpc_errors_total", "Failed calls to workers, by code", ["code"], registry=r

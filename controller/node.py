@@ -50,9 +50,7 @@ class NodeView:
                 "role": snap.role,
                 "pid": os.getpid(),
                 "version": version(),
-                "started_at": time.strftime(
-                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at)
-                ),
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at)),
                 "http": f"http://{s.http_host}:{s.http_port}",
                 "grpc": f"{s.grpc_host}:{s.grpc_port}",
                 "raft": s.raft_self,
@@ -115,8 +113,12 @@ async def run_controller(settings: Settings, stop: asyncio.Event | None = None) 
     manager_task = asyncio.create_task(manager.run(), name="leadership")
     log.info(
         "controller ready",
-        extra=ctx(http=f"{settings.http_host}:{settings.http_port}", raft=settings.raft_self,
-                  grpc=f"{settings.grpc_host}:{settings.grpc_port}", pid=os.getpid()),
+        extra=ctx(
+            http=f"{settings.http_host}:{settings.http_port}",
+            raft=settings.raft_self,
+            grpc=f"{settings.grpc_host}:{settings.grpc_port}",
+            pid=os.getpid(),
+        ),
     )
     try:
         await stop.wait()

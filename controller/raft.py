@@ -79,7 +79,7 @@ class RaftNode:
             status = self._obj.getStatus()
         leader = status["leader"]
         prefix = "partner_node_status_server_"
-        peers = {k[len(prefix):]: v == 2 for k, v in status.items() if k.startswith(prefix)}
+        peers = {k[len(prefix) :]: v == 2 for k, v in status.items() if k.startswith(prefix)}
         return RaftSnapshot(
             role=_ROLES.get(int(status["state"]), "follower"),
             term=int(status["raft_term"]),

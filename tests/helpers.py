@@ -16,7 +16,9 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def wait_until(what: str, check: Callable[[], T | None], timeout: float, interval: float = 0.2) -> T:
+def wait_until(
+    what: str, check: Callable[[], T | None], timeout: float, interval: float = 0.2
+) -> T:
     """Poll ``check`` until it returns something truthy; fail naming ``what`` at the deadline."""
     deadline = time.monotonic() + timeout
     last: Any = None

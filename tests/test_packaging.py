@@ -21,9 +21,18 @@ def test_generated_proto_code_is_not_stale(tmp_path: Path) -> None:
     (tmp_path / "proto").mkdir()
     shutil.copy(ROOT / "proto" / "chronoraft.proto", tmp_path / "proto")
     subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", "-I.", "--python_out=.",
-         "--grpc_python_out=.", "--pyi_out=.", "proto/chronoraft.proto"],
-        cwd=tmp_path, check=True,
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            "-I.",
+            "--python_out=.",
+            "--grpc_python_out=.",
+            "--pyi_out=.",
+            "proto/chronoraft.proto",
+        ],
+        cwd=tmp_path,
+        check=True,
     )
     for name in ("chronoraft_pb2.py", "chronoraft_pb2_grpc.py", "chronoraft_pb2.pyi"):
         fresh = (tmp_path / "proto" / name).read_text()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -135,8 +135,11 @@ async def mark_dispatched(
         return set()
     cur = await conn.execute(
         q("runs_mark_dispatched"),
-        {"ids": [a[0] for a in assignments], "workers": [a[1] for a in assignments],
-         "epoch": epoch},
+        {
+            "ids": [a[0] for a in assignments],
+            "workers": [a[1] for a in assignments],
+            "epoch": epoch,
+        },
     )
     ids = {int(r["id"]) for r in await cur.fetchall()}
     await conn.execute(q("attempts_upsert_dispatched"), {"ids": list(ids)})
@@ -207,7 +210,7 @@ class AttemptResult:
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 async def finish_attempt(

@@ -1,1 +1,1 @@
-"""REST API served by every controller. Handlers are thin: validate, call a repository, serialize."""
+"""REST API served by every controller: thin handlers over the repositories."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -31,7 +31,7 @@ def _next_fire(cols: dict[str, Any], previous: dict[str, Any] | None) -> datetim
         and previous["timezone"] == cols["timezone"]
     ):
         return previous["next_fire_at"]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return parse_schedule(cols["schedule"], cols["timezone"]).next_after(now)
 
 

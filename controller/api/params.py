@@ -9,9 +9,7 @@ from aiohttp import web
 from common.errors import ValidationError
 
 
-def int_param(
-    request: web.Request, name: str, default: int | None, lo: int, hi: int
-) -> int | None:
+def int_param(request: web.Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default

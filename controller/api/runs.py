@@ -23,7 +23,12 @@ async def list_runs(request: web.Request) -> web.Response:
     until = time_param(request, "until")
     async with request.app[POOL].connection() as conn:
         rows, total = await runs_repo.list_runs(
-            conn, job_id=job_id, state=state, since=since, until=until, limit=limit,
+            conn,
+            job_id=job_id,
+            state=state,
+            since=since,
+            until=until,
+            limit=limit,
             offset=offset,
         )
     return web.json_response(

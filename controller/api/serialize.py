@@ -34,8 +34,19 @@ def job_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 RUN_FIELDS = (
-    "id", "job_id", "job_name", "trigger", "state", "late", "attempt", "max_retries",
-    "worker_id", "epoch", "exit_code", "output_truncated", "error",
+    "id",
+    "job_id",
+    "job_name",
+    "trigger",
+    "state",
+    "late",
+    "attempt",
+    "max_retries",
+    "worker_id",
+    "epoch",
+    "exit_code",
+    "output_truncated",
+    "error",
 )
 RUN_TIMES = ("scheduled_for", "created_at", "dispatched_at", "started_at", "finished_at")
 

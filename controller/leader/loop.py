@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -49,7 +49,7 @@ except ImportError:  # pragma: no cover
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @lru_cache(maxsize=65536)
@@ -190,7 +190,9 @@ class LeaderLoop:
             self._reload_all = False
             log.info(
                 "schedule heap loaded",
-                extra=self._log(jobs=len(self.heap), ms=round((time.perf_counter() - started) * 1000)),
+                extra=self._log(
+                    jobs=len(self.heap), ms=round((time.perf_counter() - started) * 1000)
+                ),
             )
         while self._reload_ids:
             job_id = self._reload_ids.pop()
@@ -310,14 +312,15 @@ class LeaderLoop:
             loads = await runs_repo.active_counts(conn)
             slots = [
                 placement.WorkerSlot(
-                    worker_id=w["id"], address=w["address"], labels=w["labels"] or {},
-                    capacity=int(w["capacity"]), draining=bool(w["draining"]),
+                    worker_id=w["id"],
+                    address=w["address"],
+                    labels=w["labels"] or {},
+                    capacity=int(w["capacity"]),
+                    draining=bool(w["draining"]),
                 )
                 for w in live
             ]
-            chosen = placement.place(
-                [r["labels"] or {} for r in pending], slots, loads, excluded
-            )
+            chosen = placement.place([r["labels"] or {} for r in pending], slots, loads, excluded)
             assignments = [(r, w) for r, w in zip(pending, chosen, strict=True) if w is not None]
             await runs_repo.mark_dispatched(
                 conn, [(r["id"], w.worker_id) for r, w in assignments], self.epoch
@@ -366,7 +369,7 @@ class LeaderLoop:
         self.metrics.dispatch_latency.observe(time.perf_counter() - started)
         if reply.accepted:
             self.metrics.dispatched.labels("accepted").inc()
-            started_at = datetime.fromtimestamp(reply.started_at or time.time(), timezone.utc)
+            started_at = datetime.fromtimestamp(reply.started_at or time.time(), UTC)
             if self.first_dispatch_at is None:
                 self.first_dispatch_at = time.time()
             lateness = (started_at - run["scheduled_for"]).total_seconds()
@@ -449,7 +452,10 @@ class LeaderLoop:
                     await runs_repo.finish_attempt(
                         conn,
                         runs_repo.AttemptResult(
-                            run_id=run["id"], attempt=run["attempt"], state="cancelled",
-                            worker_id=run["worker_id"], error="cancelled by request",
+                            run_id=run["id"],
+                            attempt=run["attempt"],
+                            state="cancelled",
+                            worker_id=run["worker_id"],
+                            error="cancelled by request",
                         ),
                     )

@@ -15,8 +15,11 @@ class WorkerClients:
         found = self._stubs.get(address)
         if found is None:
             channel = grpc.aio.insecure_channel(
-                address, options=[("grpc.initial_reconnect_backoff_ms", 200),
-                                  ("grpc.max_reconnect_backoff_ms", 1000)]
+                address,
+                options=[
+                    ("grpc.initial_reconnect_backoff_ms", 200),
+                    ("grpc.max_reconnect_backoff_ms", 1000),
+                ],
             )
             found = (channel, pb_grpc.WorkerServiceStub(channel))
             self._stubs[address] = found

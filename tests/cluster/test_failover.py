@@ -66,9 +66,7 @@ def assert_every_slot_once(runs: list[dict[str, Any]], ledger: Path) -> None:
     assert set(executed) == succeeded
 
 
-def test_leader_kill_does_not_miss_or_repeat_a_slot(
-    make_cluster: Any, tmp_path: Path
-) -> None:
+def test_leader_kill_does_not_miss_or_repeat_a_slot(make_cluster: Any, tmp_path: Path) -> None:
     cluster: LocalCluster = make_cluster()
     old = cluster.leader()
     assert old
@@ -76,20 +74,28 @@ def test_leader_kill_does_not_miss_or_repeat_a_slot(
     ledger = tmp_path / "ledger.txt"
     started = time.monotonic()
     job = create_ledger_job(base, ledger)
-    wait_until("three successful runs", lambda: len(
-        [r for r in all_runs(base, job["id"]) if r["state"] == "succeeded"]) >= 3, timeout=30)
+    wait_until(
+        "three successful runs",
+        lambda: len([r for r in all_runs(base, job["id"]) if r["state"] == "succeeded"]) >= 3,
+        timeout=30,
+    )
 
     cluster.kill(old)
     killed_at = time.time()
-    new = wait_until("a new leader", lambda: (lambda n: n if n and n != old else None)(
-        cluster.leader()), timeout=20)
+    new = wait_until(
+        "a new leader",
+        lambda: (lambda n: n if n and n != old else None)(cluster.leader()),
+        timeout=20,
+    )
     elected_in = time.time() - killed_at
 
     def dispatched_by_new_leader() -> bool:
         info = cluster.cluster_info(new)
         epoch = info["epoch"] if info else None
-        return any(r["epoch"] == epoch and r["state"] == "succeeded"
-                   for r in all_runs(cluster.url(new), job["id"]))
+        return any(
+            r["epoch"] == epoch and r["state"] == "succeeded"
+            for r in all_runs(cluster.url(new), job["id"])
+        )
 
     wait_until("a run dispatched by the new leader", dispatched_by_new_leader, timeout=30)
     remaining = 22 - (time.monotonic() - started)
@@ -101,9 +107,7 @@ def test_leader_kill_does_not_miss_or_repeat_a_slot(
     print(f"new leader {new} elected {elected_in:.2f}s after SIGKILL of {old}")
 
 
-def test_paused_leader_is_fenced_and_no_slot_runs_twice(
-    make_cluster: Any, tmp_path: Path
-) -> None:
+def test_paused_leader_is_fenced_and_no_slot_runs_twice(make_cluster: Any, tmp_path: Path) -> None:
     cluster: LocalCluster = make_cluster()
     old = cluster.leader()
     assert old
@@ -111,19 +115,36 @@ def test_paused_leader_is_fenced_and_no_slot_runs_twice(
     base = cluster.url(next(n for n in cluster.controller_names if n != old))
     ledger = tmp_path / "ledger.txt"
     job = create_ledger_job(base, ledger)
-    wait_until("runs to succeed", lambda: len(
-        [r for r in all_runs(base, job["id"]) if r["state"] == "succeeded"]) >= 2, timeout=30)
+    wait_until(
+        "runs to succeed",
+        lambda: len([r for r in all_runs(base, job["id"]) if r["state"] == "succeeded"]) >= 2,
+        timeout=30,
+    )
 
     cluster.signal(old, signal.SIGSTOP)
     try:
-        new = wait_until("a new leader while the old one is stopped", lambda: next(
-            (n for n in cluster.controller_names if n != old
-             and (cluster.cluster_info(n, timeout=1) or {}).get("node", {}).get("leading_epoch")),
-            None), timeout=20)
+        new = wait_until(
+            "a new leader while the old one is stopped",
+            lambda: next(
+                (
+                    n
+                    for n in cluster.controller_names
+                    if n != old
+                    and (cluster.cluster_info(n, timeout=1) or {})
+                    .get("node", {})
+                    .get("leading_epoch")
+                ),
+                None,
+            ),
+            timeout=20,
+        )
         new_epoch = cluster.cluster_info(new)["epoch"]
         assert new_epoch > old_epoch
-        wait_until("the new leader to dispatch", lambda: any(
-            r["epoch"] == new_epoch for r in all_runs(base, job["id"])), timeout=30)
+        wait_until(
+            "the new leader to dispatch",
+            lambda: any(r["epoch"] == new_epoch for r in all_runs(base, job["id"])),
+            timeout=30,
+        )
     finally:
         cluster.signal(old, signal.SIGCONT)
         resumed_at = time.time()
@@ -139,7 +160,10 @@ def test_paused_leader_is_fenced_and_no_slot_runs_twice(
     leader_epochs = {r["epoch"] for r in runs if r["epoch"] is not None}
     assert max(leader_epochs) >= new_epoch
     after_resume = [
-        r for r in runs if r["epoch"] == old_epoch and r["dispatched_at"]
+        r
+        for r in runs
+        if r["epoch"] == old_epoch
+        and r["dispatched_at"]
         and datetime.fromisoformat(r["dispatched_at"]).timestamp() > resumed_at
     ]
     assert not after_resume, "the resumed old leader dispatched after a newer epoch existed"
@@ -151,11 +175,18 @@ def test_worker_killed_mid_task_run_is_retried_on_another_worker(
     cluster: LocalCluster = make_cluster(extra_env={"CHRONORAFT_WORKER_LEASE": "3"})
     base = cluster.url("c1")
     marker = tmp_path / "attempts.txt"
-    status, job = api("POST", base, "/api/v1/jobs", {
-        "name": unique("long"), "schedule": "0 0 1 1 *", "max_retries": 1,
-        "retry_backoff": "1s",
-        "command": f'echo "$CHRONORAFT_ATTEMPT" >> {marker}; sleep 6; echo done',
-    })
+    status, job = api(
+        "POST",
+        base,
+        "/api/v1/jobs",
+        {
+            "name": unique("long"),
+            "schedule": "0 0 1 1 *",
+            "max_retries": 1,
+            "retry_backoff": "1s",
+            "command": f'echo "$CHRONORAFT_ATTEMPT" >> {marker}; sleep 6; echo done',
+        },
+    )
     assert status == 201
     status, run = api("POST", base, f"/api/v1/jobs/{job['id']}/trigger")
 
@@ -184,15 +215,30 @@ def test_worker_killed_with_no_retries_left_fails_the_run(
 ) -> None:
     cluster: LocalCluster = make_cluster(workers=1, extra_env={"CHRONORAFT_WORKER_LEASE": "3"})
     base = cluster.url("c1")
-    status, job = api("POST", base, "/api/v1/jobs", {
-        "name": unique("long"), "schedule": "0 0 1 1 *", "command": "sleep 30",
-    })
+    status, job = api(
+        "POST",
+        base,
+        "/api/v1/jobs",
+        {
+            "name": unique("long"),
+            "schedule": "0 0 1 1 *",
+            "command": "sleep 30",
+        },
+    )
     status, run = api("POST", base, f"/api/v1/jobs/{job['id']}/trigger")
-    wait_until("the run to start", lambda: api(
-        "GET", base, f"/api/v1/runs/{run['id']}")[1]["state"] == "running", timeout=30)
+    wait_until(
+        "the run to start",
+        lambda: api("GET", base, f"/api/v1/runs/{run['id']}")[1]["state"] == "running",
+        timeout=30,
+    )
     cluster.kill("w1")
-    done = wait_until("the run to be failed", lambda: (lambda b: b if b["state"] == "failed" else None)(
-        api("GET", base, f"/api/v1/runs/{run['id']}")[1]), timeout=30)
+    done = wait_until(
+        "the run to be failed",
+        lambda: (lambda b: b if b["state"] == "failed" else None)(
+            api("GET", base, f"/api/v1/runs/{run['id']}")[1]
+        ),
+        timeout=30,
+    )
     assert "lost" in done["error"]
 
 
@@ -205,13 +251,19 @@ def test_restarted_controller_rejoins_with_the_same_id(make_cluster: Any) -> Non
 
     def rejoined() -> bool:
         info = cluster.cluster_info(victim)
-        return bool(info) and info["raft"]["leader"] is not None and all(
-            p["connected"] for p in info["peers"])
+        return (
+            bool(info)
+            and info["raft"]["leader"] is not None
+            and all(p["connected"] for p in info["peers"])
+        )
 
     wait_until("the restarted node to rejoin", rejoined, timeout=30)
     info = cluster.cluster_info(victim)
     assert info["node"]["id"] == victim and info["node"]["pid"] == cluster.nodes[victim].pid
     # Killing the leader now elects someone, possibly the restarted node.
     cluster.kill(leader)
-    wait_until("a new leader", lambda: (lambda n: n if n and n != leader else None)(
-        cluster.leader()), timeout=30)
+    wait_until(
+        "a new leader",
+        lambda: (lambda n: n if n and n != leader else None)(cluster.leader()),
+        timeout=30,
+    )

@@ -24,10 +24,20 @@ def job_body(**overrides: object) -> dict[str, object]:
 
 
 def test_create_get_update_patch_delete_round_trip(base: str) -> None:
-    status, job = api("POST", base, "/api/v1/jobs", job_body(
-        description="d", timezone="Europe/Berlin", env={"A": "1"}, labels={"pool": "x"},
-        timeout="1h30m", max_retries=3, retry_backoff="5s",
-    ))
+    status, job = api(
+        "POST",
+        base,
+        "/api/v1/jobs",
+        job_body(
+            description="d",
+            timezone="Europe/Berlin",
+            env={"A": "1"},
+            labels={"pool": "x"},
+            timeout="1h30m",
+            max_retries=3,
+            retry_backoff="5s",
+        ),
+    )
     assert status == 201, job
     assert job["timeout"] == 5400 and job["retry_backoff"] == 5 and job["max_retries"] == 3
     assert job["next_run_at"].endswith("+00:00")
@@ -71,7 +81,9 @@ def test_writes_through_a_follower_reach_the_leader(shared_cluster: LocalCluster
     leader = shared_cluster.leader()
     follower = next(n for n in shared_cluster.controller_names if n != leader)
     base = shared_cluster.url(follower)
-    status, job = api("POST", base, "/api/v1/jobs", job_body(schedule="@every 1s", command="echo via-follower"))
+    status, job = api(
+        "POST", base, "/api/v1/jobs", job_body(schedule="@every 1s", command="echo via-follower")
+    )
     assert status == 201
 
     def succeeded_run() -> dict | None:
@@ -87,10 +99,16 @@ def test_writes_through_a_follower_reach_the_leader(shared_cluster: LocalCluster
 
 
 def test_trigger_runs_now_with_args_env_and_records_output(base: str) -> None:
-    status, job = api("POST", base, "/api/v1/jobs", job_body(
-        command="/bin/sh", args=["-c", 'echo "$GREETING" "$1"', "sh", "arg-one"],
-        env={"GREETING": "hello"},
-    ))
+    status, job = api(
+        "POST",
+        base,
+        "/api/v1/jobs",
+        job_body(
+            command="/bin/sh",
+            args=["-c", 'echo "$GREETING" "$1"', "sh", "arg-one"],
+            env={"GREETING": "hello"},
+        ),
+    )
     assert status == 201
     status, run = api("POST", base, f"/api/v1/jobs/{job['id']}/trigger")
     assert status == 201 and run["trigger"] == "manual"
@@ -105,9 +123,16 @@ def test_trigger_runs_now_with_args_env_and_records_output(base: str) -> None:
 
 
 def test_failed_run_is_retried_then_recorded_failed(base: str) -> None:
-    status, job = api("POST", base, "/api/v1/jobs", job_body(
-        command="echo boom; exit 3", max_retries=1, retry_backoff="1s",
-    ))
+    status, job = api(
+        "POST",
+        base,
+        "/api/v1/jobs",
+        job_body(
+            command="echo boom; exit 3",
+            max_retries=1,
+            retry_backoff="1s",
+        ),
+    )
     status, run = api("POST", base, f"/api/v1/jobs/{job['id']}/trigger")
 
     def failed() -> dict | None:
@@ -152,9 +177,14 @@ def test_cancel_kills_a_running_run(base: str) -> None:
 
 
 def test_output_is_capped_and_marked_truncated(base: str) -> None:
-    status, job = api("POST", base, "/api/v1/jobs", job_body(
-        command="head -c 200000 /dev/zero | tr '\\0' 'x'; echo; echo END",
-    ))
+    status, job = api(
+        "POST",
+        base,
+        "/api/v1/jobs",
+        job_body(
+            command="head -c 200000 /dev/zero | tr '\\0' 'x'; echo; echo END",
+        ),
+    )
     status, run = api("POST", base, f"/api/v1/jobs/{job['id']}/trigger")
     done = wait_until(
         "the run to finish",
@@ -169,7 +199,9 @@ def test_output_is_capped_and_marked_truncated(base: str) -> None:
 
 
 def test_runs_filters_by_status_and_time(base: str) -> None:
-    status, body = api("GET", base, "/api/v1/runs?status=succeeded&since=2020-01-01T00:00:00Z&limit=5")
+    status, body = api(
+        "GET", base, "/api/v1/runs?status=succeeded&since=2020-01-01T00:00:00Z&limit=5"
+    )
     assert status == 200 and all(r["state"] == "succeeded" for r in body["items"])
     status, body = api("GET", base, "/api/v1/runs?until=2000-01-01T00:00:00%2B00:00")
     assert status == 200 and body["items"] == []
@@ -181,7 +213,10 @@ BAD_JOBS = [
     ({"name": "n", "schedule": "61 * * * *", "command": "x"}, "schedule"),
     ({"name": "n", "schedule": "* * * * * * * *", "command": "x"}, "schedule"),
     ({"name": "n", "schedule": "@every banana", "command": "x"}, "schedule"),
-    ({"name": "n", "schedule": "* * * * *", "timezone": "Mars/Olympus", "command": "x"}, "timezone"),
+    (
+        {"name": "n", "schedule": "* * * * *", "timezone": "Mars/Olympus", "command": "x"},
+        "timezone",
+    ),
     ({"name": "n", "schedule": "* * * * *"}, "command"),
     ({"name": "n", "schedule": "* * * * *", "command": ""}, "command"),
     ({"name": "n", "schedule": "* * * * *", "command": 5}, "command"),
@@ -197,7 +232,10 @@ BAD_JOBS = [
     ({"name": "n", "schedule": "* * * * *", "command": "x", "colour": "red"}, "colour"),
     ({"name": "has space", "schedule": "* * * * *", "command": "x"}, "name"),
     ({"name": "12345", "schedule": "* * * * *", "command": "x"}, "name"),
-    ({"name": "n", "schedule": "* * * * *", "command": "x", "retry_backoff": "-5s"}, "retry_backoff"),
+    (
+        {"name": "n", "schedule": "* * * * *", "command": "x", "retry_backoff": "-5s"},
+        "retry_backoff",
+    ),
 ]
 
 
@@ -235,7 +273,9 @@ def test_malformed_json_oversized_body_and_unknown_ids(base: str) -> None:
     import urllib.request
 
     req = urllib.request.Request(
-        base + "/api/v1/jobs", data=b"{not json", method="POST",
+        base + "/api/v1/jobs",
+        data=b"{not json",
+        method="POST",
         headers={"Content-Type": "application/json"},
     )
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -39,7 +39,8 @@ def test_three_controllers_migrating_at_once_do_not_race(pg_admin_url: str) -> N
         t.join(60)
     assert not errors
     assert sorted(len(r) for r in results)[-1] >= 1 and sum(len(r) for r in results) == len(
-        max(results, key=len))
+        max(results, key=len)
+    )
     assert db.migrate(url) == []
 
 
@@ -81,20 +82,35 @@ async def test_a_newer_claim_waits_for_the_old_leaders_open_write(database_url: 
 
 async def test_a_slot_can_only_have_one_run_whoever_inserts_it(database_url: str) -> None:
     conn = await _conn(database_url)
-    job = await jobs_repo.create(conn, {
-        "name": "j", "description": "", "schedule": "* * * * *", "timezone": "UTC",
-        "command": "true", "args": None, "env": {}, "cwd": None, "timeout_seconds": 0,
-        "max_retries": 0, "retry_backoff_seconds": 1, "labels": {}, "paused": False,
-        "catchup_window_seconds": 60, "next_fire_at": None,
-    })
-    slot = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    job = await jobs_repo.create(
+        conn,
+        {
+            "name": "j",
+            "description": "",
+            "schedule": "* * * * *",
+            "timezone": "UTC",
+            "command": "true",
+            "args": None,
+            "env": {},
+            "cwd": None,
+            "timeout_seconds": 0,
+            "max_retries": 0,
+            "retry_backoff_seconds": 1,
+            "labels": {},
+            "paused": False,
+            "catchup_window_seconds": 60,
+            "next_fire_at": None,
+        },
+    )
+    slot = datetime(2026, 1, 1, tzinfo=UTC)
     row = runs_repo.SlotRow(job_id=job["id"], slot=slot, trigger="schedule", state="pending")
     first = await runs_repo.insert_slots(conn, [row])
     again = await runs_repo.insert_slots(conn, [row, row])
     assert len(first) == 1 and again == []
     with pytest.raises(psycopg.errors.UniqueViolation):
         await conn.execute(
-            "INSERT INTO runs (job_id, scheduled_for, trigger, state) VALUES (%s, %s, 'manual', 'pending')",
+            "INSERT INTO runs (job_id, scheduled_for, trigger, state)"
+            " VALUES (%s, %s, 'manual', 'pending')",
             (job["id"], slot),
         )
     await conn.close()

@@ -1,9 +1,9 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from common.schedule import parse_schedule
 from controller.leader.heap import HeapJob, ScheduleHeap
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def job(job_id: int, seconds: int) -> HeapJob:

@@ -19,6 +19,7 @@ def test_least_loaded_worker_wins_and_batches_spread() -> None:
 
 def test_full_draining_excluded_and_unmatched_get_nothing() -> None:
     draining = WorkerSlot("d", "d:1", {}, 5, draining=True)
-    chosen = place([{"gpu": "yes"}, {}], [w("a", 1), draining, w("x")], {"a": 1},
-                   excluded=frozenset({"x"}))
+    chosen = place(
+        [{"gpu": "yes"}, {}], [w("a", 1), draining, w("x")], {"a": 1}, excluded=frozenset({"x"})
+    )
     assert chosen == [None, None]
