@@ -175,7 +175,8 @@ class LocalCluster:
             os.kill(node.proc.pid, sig)
 
     def kill(self, name: str) -> None:
-        """SIGKILL and reap (the process and its children: workers' tasks die too)."""
+        """SIGKILL the node's process group and reap it (a worker's tasks run in their own
+        sessions and outlive it; the worker ends such orphans when it starts again)."""
         node = self.nodes[name]
         if node.proc is None:
             return

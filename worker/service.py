@@ -230,8 +230,8 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
             )
             return self._refuse(REASON_STALE_EPOCH)
 
-        # No await from here until the attempt is registered: the checks and the registration
-        # must be one step, or two identical RunTask calls could both start the attempt.
+        # Every decision below is taken without an await in between, up to the registration of
+        # the attempt: otherwise two identical RunTask calls could both start it.
         running = self._attempts.get(key)
         if running is not None:
             started_at = await asyncio.shield(running.started)
