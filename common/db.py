@@ -93,7 +93,7 @@ def make_pool(url: str, min_size: int = 2, max_size: int = 10) -> AsyncConnectio
         min_size=min_size,
         max_size=max_size,
         kwargs={"row_factory": dict_row, "connect_timeout": 5, "prepare_threshold": 5},
-        timeout=5.0,
+        timeout=3.0,  # an outage answers 503 after this, instead of hanging the client
         open=False,
         check=AsyncConnectionPool.check_connection,
     )

@@ -12,6 +12,10 @@ from controller.local_cluster import http_json
 T = TypeVar("T")
 
 
+class Unavailable(AssertionError):
+    """The API answered 503 (database away); pollers treat it as 'not yet'."""
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -23,8 +27,11 @@ def wait_until(
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
-        last = check()
-        if last:
+        try:
+            last = check()
+        except Unavailable as exc:
+            last = exc
+        if last and not isinstance(last, Unavailable):
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last: {last!r})")
@@ -40,6 +47,8 @@ def all_runs(base: str, job_id: int) -> list[dict[str, Any]]:
     offset = 0
     while True:
         status, body = api("GET", base, f"/api/v1/runs?job_id={job_id}&limit=1000&offset={offset}")
+        if status == 503:
+            raise Unavailable(body)
         assert status == 200, body
         runs.extend(body["items"])
         if len(body["items"]) < 1000:
