@@ -42,11 +42,18 @@ def first_dispatch_after(url: str, epoch: int, deadline: float) -> float | None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--raft-min", type=float, default=None, help="override min timeout")
+    parser.add_argument("--raft-max", type=float, default=None, help="override max timeout")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="chronoraft-bench-"))
     pg = PgServer.create(str(base / "pg"))
     pg.start()
     db.migrate(pg.url)
+    extra = {}
+    if args.raft_min is not None:
+        extra["CHRONORAFT_RAFT_MIN_TIMEOUT"] = str(args.raft_min)
+    if args.raft_max is not None:
+        extra["CHRONORAFT_RAFT_MAX_TIMEOUT"] = str(args.raft_max)
     cluster = LocalCluster(
         base_dir=base,
         database_url=pg.url,
