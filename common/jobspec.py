@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from common.catchup import CatchupMode
 from common.durations import DurationError, parse_duration
 from common.errors import ValidationError
 from common.schedule import ScheduleError, parse_schedule
+from common.states import parse_overlap
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -25,6 +27,7 @@ MAX_TIMEOUT = 7 * 86400.0
 MAX_RETRIES = 100
 MAX_BACKOFF = 86400.0
 MAX_CATCHUP = 30 * 86400.0
+MAX_CONCURRENCY = 1000
 
 FIELDS = {
     "name",
@@ -41,6 +44,9 @@ FIELDS = {
     "labels",
     "paused",
     "catchup_window",
+    "overlap",
+    "catchup",
+    "max_concurrency",
 }
 REQUIRED = ("name", "schedule", "command")
 
@@ -112,6 +118,9 @@ def to_api(row: dict[str, Any]) -> dict[str, Any]:
         "labels": row["labels"],
         "paused": row["paused"],
         "catchup_window": row["catchup_window_seconds"],
+        "overlap": row["overlap"],
+        "catchup": row["catchup"],
+        "max_concurrency": row["max_concurrency"],
     }
 
 
@@ -201,4 +210,17 @@ def validate_job(
     if not isinstance(paused, bool):
         raise _fail("paused", f"must be true or false, got {type(paused).__name__}")
     cols["paused"] = paused
+    try:
+        cols["overlap"] = parse_overlap(merged.get("overlap") or "allow").value
+    except ValueError as exc:
+        raise ValidationError(str(exc), field="overlap") from None
+    catchup = merged.get("catchup") or "all"
+    if catchup not in {m.value for m in CatchupMode}:
+        raise _fail("catchup", f"must be one of all, latest, none, got {catchup!r}")
+    cols["catchup"] = catchup
+    cols["max_concurrency"] = (
+        _int(merged, "max_concurrency", 0, MAX_CONCURRENCY)
+        if merged.get("max_concurrency") is not None
+        else 0
+    )
     return cols

@@ -55,6 +55,10 @@ class Settings:
     grpc_port: int = 9090
     """Port of the ControllerService (worker heartbeats and results)."""
     raft_self: str = "127.0.0.1:7000"
+    raft_bind: str = ""
+    """host:port the Raft server listens on when peers reach this node at another address
+    (NAT, a container port mapping, a proxy). Peers still dial and recognise the node by
+    ``raft_self``. Empty: listen on raft_self's port (PySyncObj binds all interfaces then)."""
     raft_peers: tuple[str, ...] = ()
     """The other controllers' Raft addresses (host:port), not including this node."""
     raft_password: str = ""
@@ -70,6 +74,8 @@ class Settings:
     dispatch_ack_timeout: float = 10.0
     """A run dispatched but never confirmed by its worker for this long is re-queued."""
     max_request_bytes: int = 1_048_576
+    max_running: int = 0
+    """Cluster-wide cap on runs dispatched or running at once (0 = no cap)."""
 
     # --- worker ---
     worker_id: str = ""

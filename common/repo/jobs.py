@@ -123,12 +123,31 @@ async def advance(
     ids: list[int],
     olds: list[datetime | None],
     news: list[datetime],
+    missed: list[int],
 ) -> set[int]:
     """Move next_fire_at forward where it still equals what the leader read; returns ids moved.
 
-    A job edited meanwhile keeps the API's value; the leader then reloads it from its NOTIFY.
+    ``missed`` adds to each job's missed-slot counter. A job edited meanwhile keeps the API's
+    value; the leader then reloads it from its NOTIFY.
     """
     if not ids:
         return set()
-    cur = await conn.execute(q("jobs_advance"), {"ids": ids, "olds": olds, "news": news})
+    cur = await conn.execute(
+        q("jobs_advance"), {"ids": ids, "olds": olds, "news": news, "missed": missed}
+    )
     return {int(row["id"]) for row in await cur.fetchall()}
+
+
+async def count_overlap(conn: AsyncConnection[Any], counts: dict[int, tuple[int, int]]) -> None:
+    """Add (skipped by overlap, dropped from buffer) to each job's counters."""
+    counts = {k: v for k, v in counts.items() if v != (0, 0)}
+    if not counts:
+        return
+    await conn.execute(
+        q("jobs_count_overlap"),
+        {
+            "ids": list(counts),
+            "skipped": [v[0] for v in counts.values()],
+            "dropped": [v[1] for v in counts.values()],
+        },
+    )

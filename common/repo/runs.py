@@ -128,6 +128,69 @@ async def claim_pending(conn: AsyncConnection[Any], limit: int) -> list[dict[str
     return await cur.fetchall()
 
 
+async def active_of_jobs(
+    conn: AsyncConnection[Any], job_ids: list[int]
+) -> dict[int, list[dict[str, Any]]]:
+    """Active (dispatched or running) runs of the given jobs, by job."""
+    cur = await conn.execute(q("runs_active_of_jobs"), {"job_ids": job_ids})
+    found: dict[int, list[dict[str, Any]]] = {}
+    for row in await cur.fetchall():
+        found.setdefault(int(row["job_id"]), []).append(row)
+    return found
+
+
+async def pending_of_jobs(
+    conn: AsyncConnection[Any], job_ids: list[int], horizon: float
+) -> list[dict[str, Any]]:
+    """Inside the leader's transaction: all waiting runs of these jobs, locked, slot order."""
+    cur = await conn.execute(q("runs_pending_of_jobs"), {"job_ids": job_ids, "horizon": horizon})
+    return await cur.fetchall()
+
+
+async def active_total(conn: AsyncConnection[Any]) -> int:
+    cur = await conn.execute(q("runs_active_total"))
+    row = await cur.fetchone()
+    return int(row["n"]) if row else 0
+
+
+async def skip_pending(conn: AsyncConnection[Any], skips: list[tuple[int, str]]) -> None:
+    """Record pending runs as skipped, each with its reason (guarded on ``pending``)."""
+    if skips:
+        await conn.execute(
+            q("runs_skip_pending"),
+            {"ids": [s[0] for s in skips], "reasons": [s[1] for s in skips]},
+        )
+
+
+async def defer_pending(conn: AsyncConnection[Any], run_ids: list[int], delay: float) -> None:
+    if run_ids:
+        await conn.execute(q("runs_defer_pending"), {"ids": run_ids, "delay": delay})
+
+
+async def request_cancel_many(conn: AsyncConnection[Any], run_ids: list[int]) -> None:
+    if run_ids:
+        await conn.execute(q("runs_request_cancel_many"), {"ids": run_ids})
+
+
+async def insert_backfill(
+    conn: AsyncConnection[Any], job_id: int, slots: list[datetime], rate: float
+) -> int:
+    """Create a run per slot (existing slots are left alone), started at most ``rate``/s.
+
+    Returns how many runs were created; the slot's unique key makes a repeat harmless.
+    """
+    if not slots:
+        return 0
+    delays = [i / rate for i in range(len(slots))]
+    async with conn.transaction():
+        cur = await conn.execute(
+            q("runs_insert_backfill"), {"job_id": job_id, "slots": slots, "delays": delays}
+        )
+        created = len(await cur.fetchall())
+        await notify(conn, "backfill")
+    return created
+
+
 async def mark_dispatched(
     conn: AsyncConnection[Any], assignments: list[tuple[int, str]], epoch: int
 ) -> set[int]:

@@ -26,10 +26,11 @@ SELECT epoch, node_id, claimed_at FROM leadership_log ORDER BY epoch DESC LIMIT 
 -- name: job_insert
 INSERT INTO jobs (name, description, schedule, timezone, command, args, env, cwd,
                   timeout_seconds, max_retries, retry_backoff_seconds, labels, paused,
-                  catchup_window_seconds, next_fire_at)
+                  catchup_window_seconds, next_fire_at, overlap, catchup, max_concurrency)
 VALUES (%(name)s, %(description)s, %(schedule)s, %(timezone)s, %(command)s, %(args)s, %(env)s,
         %(cwd)s, %(timeout_seconds)s, %(max_retries)s, %(retry_backoff_seconds)s, %(labels)s,
-        %(paused)s, %(catchup_window_seconds)s, %(next_fire_at)s)
+        %(paused)s, %(catchup_window_seconds)s, %(next_fire_at)s, %(overlap)s, %(catchup)s,
+        %(max_concurrency)s)
 RETURNING *;
 
 -- name: job_update
@@ -38,7 +39,8 @@ UPDATE jobs SET name = %(name)s, description = %(description)s, schedule = %(sch
     cwd = %(cwd)s, timeout_seconds = %(timeout_seconds)s, max_retries = %(max_retries)s,
     retry_backoff_seconds = %(retry_backoff_seconds)s, labels = %(labels)s,
     paused = %(paused)s, catchup_window_seconds = %(catchup_window_seconds)s,
-    next_fire_at = %(next_fire_at)s, version = version + 1, updated_at = now()
+    next_fire_at = %(next_fire_at)s, overlap = %(overlap)s, catchup = %(catchup)s,
+    max_concurrency = %(max_concurrency)s, version = version + 1, updated_at = now()
 WHERE id = %(id)s AND deleted_at IS NULL
 RETURNING *;
 
@@ -75,19 +77,28 @@ LIMIT %(limit)s OFFSET %(offset)s;
 SELECT pg_notify('chronoraft_jobs', %(id)s::text);
 
 -- name: jobs_schedulable
-SELECT id, schedule, timezone, next_fire_at, catchup_window_seconds, version
+SELECT id, schedule, timezone, next_fire_at, catchup_window_seconds, catchup, version
 FROM jobs WHERE deleted_at IS NULL AND NOT paused;
 
 -- name: job_schedulable
-SELECT id, schedule, timezone, next_fire_at, catchup_window_seconds, version, paused, deleted_at
+SELECT id, schedule, timezone, next_fire_at, catchup_window_seconds, catchup, version, paused,
+       deleted_at
 FROM jobs WHERE id = %(id)s;
 
 -- name: jobs_advance
-UPDATE jobs j SET next_fire_at = v.next_fire_at
-FROM unnest(%(ids)s::bigint[], %(olds)s::timestamptz[], %(news)s::timestamptz[])
-     AS v(id, old_fire_at, next_fire_at)
+UPDATE jobs j SET next_fire_at = v.next_fire_at, missed_count = j.missed_count + v.missed
+FROM unnest(%(ids)s::bigint[], %(olds)s::timestamptz[], %(news)s::timestamptz[],
+            %(missed)s::bigint[])
+     AS v(id, old_fire_at, next_fire_at, missed)
 WHERE j.id = v.id AND j.next_fire_at IS NOT DISTINCT FROM v.old_fire_at
 RETURNING j.id;
+
+-- name: jobs_count_overlap
+UPDATE jobs j SET skipped_overlap_count = j.skipped_overlap_count + v.skipped,
+                  buffer_dropped_count = j.buffer_dropped_count + v.dropped
+FROM unnest(%(ids)s::bigint[], %(skipped)s::bigint[], %(dropped)s::bigint[])
+     AS v(id, skipped, dropped)
+WHERE j.id = v.id;
 
 -- ===== runs =====
 
@@ -136,12 +147,53 @@ LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: runs_claim_pending
 SELECT r.id, r.job_id, r.attempt, r.scheduled_for, j.command, j.args, j.env, j.cwd,
-       j.timeout_seconds, j.labels
+       j.timeout_seconds, j.labels, j.overlap, j.max_concurrency
 FROM runs r JOIN jobs j ON j.id = r.job_id
 WHERE r.state = 'pending' AND r.not_before <= now()
 ORDER BY r.not_before, r.id
 LIMIT %(limit)s
 FOR UPDATE OF r SKIP LOCKED;
+
+-- name: runs_pending_of_jobs
+-- Every waiting run of the given jobs, including those deferred by the dispatcher, so a
+-- buffer starts its oldest slot first (retries still in backoff are not included).
+SELECT r.id, r.job_id, r.attempt, r.scheduled_for, j.command, j.args, j.env, j.cwd,
+       j.timeout_seconds, j.labels, j.overlap, j.max_concurrency
+FROM runs r JOIN jobs j ON j.id = r.job_id
+WHERE r.job_id = ANY(%(job_ids)s::bigint[]) AND r.state = 'pending'
+  AND r.not_before <= now() + make_interval(secs => %(horizon)s)
+ORDER BY r.scheduled_for, r.id
+FOR UPDATE OF r SKIP LOCKED;
+
+-- name: runs_active_of_jobs
+SELECT id, job_id, attempt, worker_id FROM runs
+WHERE job_id = ANY(%(job_ids)s::bigint[]) AND state IN ('dispatched', 'running');
+
+-- name: runs_active_total
+SELECT count(*) AS n FROM runs WHERE state IN ('dispatched', 'running');
+
+-- name: runs_skip_pending
+UPDATE runs r SET state = 'skipped', error = v.reason, finished_at = now()
+FROM unnest(%(ids)s::bigint[], %(reasons)s::text[]) AS v(id, reason)
+WHERE r.id = v.id AND r.state = 'pending';
+
+-- name: runs_defer_pending
+-- Waiting runs step aside so they do not fill every dispatch batch while they wait.
+UPDATE runs SET not_before = now() + make_interval(secs => %(delay)s)
+WHERE id = ANY(%(ids)s::bigint[]) AND state = 'pending';
+
+-- name: runs_request_cancel_many
+UPDATE runs SET cancel_requested = true
+WHERE id = ANY(%(ids)s::bigint[]) AND state IN ('dispatched', 'running');
+
+-- name: runs_insert_backfill
+INSERT INTO runs (job_id, scheduled_for, trigger, state, max_retries, not_before)
+SELECT j.id, v.slot, 'backfill', 'pending', j.max_retries,
+       now() + make_interval(secs => v.delay)
+FROM unnest(%(slots)s::timestamptz[], %(delays)s::double precision[]) AS v(slot, delay)
+JOIN jobs j ON j.id = %(job_id)s
+ON CONFLICT ON CONSTRAINT runs_one_per_slot DO NOTHING
+RETURNING id;
 
 -- name: runs_mark_dispatched
 UPDATE runs r SET state = 'dispatched', worker_id = v.worker_id, epoch = %(epoch)s,

@@ -8,11 +8,12 @@ from typing import Any
 from aiohttp import web
 
 from common import jobspec
+from common.errors import ValidationError
 from common.repo import jobs as jobs_repo
 from common.repo import runs as runs_repo
 from common.schedule import parse_schedule
 from controller.api.errors import read_json
-from controller.api.params import choice_param, page
+from controller.api.params import body_time, choice_param, page
 from controller.api.serialize import job_json, run_json
 from controller.api.state import POOL, SETTINGS
 
@@ -116,3 +117,53 @@ async def trigger_job(request: web.Request) -> web.Response:
         run = await runs_repo.trigger_now(conn, job["id"])
     run["job_name"] = job["name"]
     return web.json_response(run_json(run), status=201)
+
+
+MAX_BACKFILL_SLOTS = 10_000
+
+
+@routes.post("/api/v1/jobs/{ref}/backfill")
+async def backfill_job(request: web.Request) -> web.Response:
+    """Run every slot of ``[start, end]`` once; slots that already have a run are left alone."""
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise ValidationError("body: must be a JSON object", field="body")
+    unknown = sorted(set(body) - {"start", "end", "rate"})
+    if unknown:
+        raise ValidationError(
+            f"{unknown[0]}: unknown field (allowed: start, end, rate)", field=unknown[0]
+        )
+    start = body_time(body, "start")
+    end = body_time(body, "end")
+    now = datetime.now(UTC)
+    if end <= start:
+        raise ValidationError("end: must be after start", field="end")
+    if end > now:
+        raise ValidationError(
+            "end: must not be in the future (backfill replays the past)", field="end"
+        )
+    rate = body.get("rate", 10)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1000:
+        raise ValidationError(
+            "rate: must be a number of runs per second in (0, 1000]", field="rate"
+        )
+    async with request.app[POOL].connection() as conn:
+        job = await jobs_repo.get(conn, request.match_info["ref"])
+        schedule = parse_schedule(job["schedule"], job["timezone"])
+        slots = schedule.slots_between(start, end, MAX_BACKFILL_SLOTS + 1)
+        if len(slots) > MAX_BACKFILL_SLOTS:
+            raise ValidationError(
+                f"end: the range holds more than {MAX_BACKFILL_SLOTS} slots; split it",
+                field="end",
+            )
+        created = await runs_repo.insert_backfill(conn, job["id"], slots, float(rate))
+    return web.json_response(
+        {
+            "job_id": job["id"],
+            "slots": len(slots),
+            "created": created,
+            "existing": len(slots) - created,
+            "rate": rate,
+        },
+        status=202,
+    )

@@ -38,6 +38,20 @@ def time_param(request: web.Request, name: str) -> datetime | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return None
+    return parse_time(raw, name)
+
+
+def body_time(body: dict[str, object], name: str) -> datetime:
+    """A required RFC 3339 time field of a JSON body."""
+    raw = body.get(name)
+    if not isinstance(raw, str) or not raw:
+        raise ValidationError(
+            f"{name}: required, an RFC 3339 time such as 2026-11-23T10:00:00Z", field=name
+        )
+    return parse_time(raw, name)
+
+
+def parse_time(raw: str, name: str) -> datetime:
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
     except ValueError:

@@ -17,6 +17,11 @@ def job_json(row: dict[str, Any]) -> dict[str, Any]:
     doc.update(
         next_run_at=iso(row["next_fire_at"]) if not row["paused"] else None,
         version=row["version"],
+        counters={
+            "missed": row["missed_count"],
+            "skipped_by_overlap": row["skipped_overlap_count"],
+            "buffer_dropped": row["buffer_dropped_count"],
+        },
         created_at=iso(row["created_at"]),
         updated_at=iso(row["updated_at"]),
     )

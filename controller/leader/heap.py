@@ -7,6 +7,7 @@ import itertools
 from dataclasses import dataclass
 from datetime import datetime
 
+from common.catchup import CatchupMode
 from common.schedule import Schedule
 
 
@@ -18,6 +19,7 @@ class HeapJob:
     schedule: Schedule
     next_fire_at: datetime
     catchup_window: float
+    catchup_mode: CatchupMode = CatchupMode.ALL
 
 
 class ScheduleHeap:

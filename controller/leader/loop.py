@@ -12,6 +12,7 @@ import asyncio
 import logging
 import random
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -20,8 +21,8 @@ import grpc
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from common import placement
-from common.catchup import plan_due
+from common import overlap, placement
+from common.catchup import CatchupMode, plan_due
 from common.errors import Fenced
 from common.logging import ctx
 from common.repo import jobs as jobs_repo
@@ -30,6 +31,7 @@ from common.repo import runs as runs_repo
 from common.repo import workers as workers_repo
 from common.schedule import Schedule, ScheduleError, parse_schedule
 from common.settings import Settings
+from common.states import OverlapPolicy
 from controller.leader.fencing import fenced
 from controller.leader.heap import HeapJob, ScheduleHeap
 from controller.leader.worker_client import WorkerClients
@@ -46,6 +48,16 @@ try:  # PoolTimeout is what an outage looks like through the pool
     DB_ERRORS = (*DB_ERRORS, PoolTimeout)  # type: ignore[assignment]
 except ImportError:  # pragma: no cover
     pass
+
+
+WAIT_RECHECK_SECONDS = 0.5
+
+
+@dataclass
+class _BatchPlan:
+    start: list[dict[str, Any]]
+    settled: int
+    cancel: bool
 
 
 def utcnow() -> datetime:
@@ -173,6 +185,7 @@ class LeaderLoop:
             schedule=schedule,
             next_fire_at=next_fire_at,
             catchup_window=float(row["catchup_window_seconds"]),
+            catchup_mode=CatchupMode(row["catchup"]),
         )
 
     async def _reload(self) -> None:
@@ -236,9 +249,12 @@ class LeaderLoop:
             return
         started = time.perf_counter()
         rows: list[runs_repo.SlotRow] = []
-        advances: list[tuple[HeapJob, datetime]] = []
+        advances: list[tuple[HeapJob, datetime, int]] = []
         for job in due:
-            plan = plan_due(job.schedule, job.next_fire_at, now, job.catchup_window)
+            plan = plan_due(
+                job.schedule, job.next_fire_at, now, job.catchup_window, job.catchup_mode
+            )
+            missed = plan.omitted_skips
             for decision in plan.decisions:
                 skipped = decision.action == "skip"
                 rows.append(
@@ -252,27 +268,29 @@ class LeaderLoop:
                     )
                 )
                 self.metrics.slots.labels(decision.action).inc()
+                missed += skipped
             if plan.omitted_skips:
                 self.metrics.slots.labels("skip").inc(plan.omitted_skips)
                 log.warning(
                     "slots older than the catch-up window not recorded one by one",
                     extra=self._log(job_id=job.job_id, omitted=plan.omitted_skips),
                 )
-            advances.append((job, plan.next_fire_at))
+            advances.append((job, plan.next_fire_at, missed))
         try:
             async with fenced(self.pool, self.epoch) as conn:
                 await runs_repo.insert_slots(conn, rows)
                 moved = await jobs_repo.advance(
                     conn,
-                    [j.job_id for j, _ in advances],
-                    [j.next_fire_at for j, _ in advances],
-                    [n for _, n in advances],
+                    [j.job_id for j, _, _ in advances],
+                    [j.next_fire_at for j, _, _ in advances],
+                    [n for _, n, _ in advances],
+                    [m for _, _, m in advances],
                 )
         except BaseException:
             for job in due:  # nothing was written: put them back to retry the same slots
                 self.heap.upsert(job)
             raise
-        for job, new_next in advances:
+        for job, new_next, _ in advances:
             if job.job_id in moved:
                 job.next_fire_at = new_next
                 self.heap.upsert(job)
@@ -302,12 +320,18 @@ class LeaderLoop:
                 pass
 
     async def _dispatch_batch(self) -> int:
+        """Dispatch one batch of due pending runs; returns how many were settled.
+
+        Overlap policies and concurrency caps are decided here, against the active runs
+        PostgreSQL has right now, inside the same fenced transaction that dispatches.
+        """
         now_mono = time.monotonic()
         excluded = frozenset(w for w, until in self._suspect_until.items() if until > now_mono)
         async with fenced(self.pool, self.epoch) as conn:
             pending = await runs_repo.claim_pending(conn, DISPATCH_BATCH)
             if not pending:
                 return 0
+            plan = await self._apply_policies(conn, pending)
             live = await workers_repo.live(conn, self.settings.worker_lease)
             loads = await runs_repo.active_counts(conn)
             slots = [
@@ -320,14 +344,66 @@ class LeaderLoop:
                 )
                 for w in live
             ]
-            chosen = placement.place([r["labels"] or {} for r in pending], slots, loads, excluded)
-            assignments = [(r, w) for r, w in zip(pending, chosen, strict=True) if w is not None]
+            startable = plan.start
+            chosen = placement.place([r["labels"] or {} for r in startable], slots, loads, excluded)
+            assignments = [(r, w) for r, w in zip(startable, chosen, strict=True) if w is not None]
             await runs_repo.mark_dispatched(
                 conn, [(r["id"], w.worker_id) for r, w in assignments], self.epoch
             )
+        if plan.cancel:
+            asyncio.create_task(self._send_cancels(), name="overlap-cancel")
         if assignments:
             await asyncio.gather(*(self._send(run, worker) for run, worker in assignments))
-        return len(pending)
+        return len(assignments) + plan.settled
+
+    async def _apply_policies(self, conn: Any, pending: list[dict[str, Any]]) -> _BatchPlan:
+        """Split a claimed batch by each job's overlap policy and the concurrency caps."""
+        by_job: dict[int, list[dict[str, Any]]] = {}
+        for run in pending:
+            by_job.setdefault(int(run["job_id"]), []).append(run)
+        ordered = [j for j, runs in by_job.items() if runs[0]["overlap"] != "allow"]
+        if ordered:  # a buffer must see its deferred runs too, to start the oldest slot first
+            for job_id in ordered:
+                by_job[job_id] = []
+            for run in await runs_repo.pending_of_jobs(conn, ordered, 2 * WAIT_RECHECK_SECONDS):
+                by_job[int(run["job_id"])].append(run)
+            pending = [r for runs in by_job.values() for r in runs]
+        active = await runs_repo.active_of_jobs(conn, list(by_job))
+        start_ids: set[int] = set()
+        skips: list[tuple[int, str]] = []
+        waits: list[int] = []
+        cancels: list[int] = []
+        counts: dict[int, tuple[int, int]] = {}
+        for job_id, runs in by_job.items():
+            if not runs:
+                continue
+            running = active.get(job_id, [])
+            decision = overlap.decide(
+                OverlapPolicy(runs[0]["overlap"]),
+                [overlap.PendingRun(r["id"], r["scheduled_for"].timestamp()) for r in runs],
+                len(running),
+                int(runs[0]["max_concurrency"]),
+            )
+            start_ids.update(decision.start)
+            skips.extend(decision.skip)
+            waits.extend(decision.wait)
+            if decision.cancel_active:
+                cancels.extend(int(r["id"]) for r in running)
+            counts[job_id] = (decision.skipped_by_overlap, decision.dropped_by_buffer)
+        start = [r for r in pending if r["id"] in start_ids]
+        cap = self.settings.max_running
+        if cap > 0:
+            room = max(0, cap - await runs_repo.active_total(conn))
+            waits.extend(r["id"] for r in start[room:])
+            start = start[:room]
+        await runs_repo.skip_pending(conn, skips)
+        await runs_repo.defer_pending(conn, waits, WAIT_RECHECK_SECONDS)
+        await runs_repo.request_cancel_many(conn, cancels)
+        await jobs_repo.count_overlap(conn, counts)
+        for run_id, reason in skips:
+            self.metrics.slots.labels("overlap_skip").inc()
+            log.info("run skipped: %s", reason, extra=self._log(run_id=run_id))
+        return _BatchPlan(start=start, settled=len(skips), cancel=bool(cancels))
 
     async def _send(self, run: dict[str, Any], worker: placement.WorkerSlot) -> None:
         args = run["args"]
