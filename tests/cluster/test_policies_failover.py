@@ -49,3 +49,30 @@ def test_overlap_skip_holds_across_a_leader_kill(make_cluster: Any) -> None:
     runs = stop_and_settle(base, job["id"])
     assert max_overlap(runs) == 1
     assert all(r["error"] for r in runs if r["state"] == "skipped")
+
+
+def test_cluster_wide_cap_limits_active_runs_across_jobs(make_cluster: Any) -> None:
+    cluster: LocalCluster = make_cluster(extra_env={"CHRONORAFT_MAX_RUNNING": "1"})
+    base = cluster.url("c1")
+    jobs = []
+    for _ in range(2):
+        status, job = api(
+            "POST",
+            base,
+            "/api/v1/jobs",
+            {
+                "name": unique("capped"),
+                "schedule": "@every 1s",
+                "command": "sleep 1.5",
+                "overlap": "buffer_one",
+            },
+        )
+        assert status == 201
+        jobs.append(job)
+    wait_until(
+        "both jobs to have run",
+        lambda: all(any(r["state"] == "succeeded" for r in all_runs(base, j["id"])) for j in jobs),
+        timeout=60,
+    )
+    runs = [r for j in jobs for r in stop_and_settle(base, j["id"])]
+    assert max_overlap(runs) == 1
