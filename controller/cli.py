@@ -85,6 +85,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     return print_status(args.url, as_json=args.json)
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from controller.demo import run_demo
+
+    return run_demo(args)
+
+
+def cmd_chaos(args: argparse.Namespace) -> int:
+    from controller.chaos import run_chaos
+
+    return run_chaos(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chronoraft", description="Highly available cron scheduler (Raft + PostgreSQL)."
@@ -141,6 +153,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("demo", help="guided fault-tolerance demos (failover: SIGKILL the leader)")
+    p.add_argument("scenario", choices=["failover"])
+    p.add_argument(
+        "--url",
+        action="append",
+        nargs="?",
+        const="",
+        help="use a running cluster's controllers (repeatable or comma separated; bare "
+        "--url: CHRONORAFT_URL or 127.0.0.1:8080-8082); default: start a private one",
+    )
+    p.add_argument("--keep", action="store_true", help="leave the private cluster running")
+    p.add_argument(
+        "--observe", type=float, default=5.0, help="seconds to watch after the kill (default 5)"
+    )
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("chaos", help="random faults against a private cluster, then a ledger check")
+    p.add_argument("--duration", default="120s", help="fault phase length: 120s, 2m, 90")
+    p.add_argument("--jobs", type=int, default=5, help="jobs firing every second")
+    p.add_argument("--seed", type=int, help="random seed (printed; default: a random one)")
+    p.add_argument("--base-dir", help="logs and ledgers (default .chronoraft/chaos/<time>-<pid>)")
+    p.set_defaults(func=cmd_chaos)
     return parser
 
 

@@ -3,6 +3,10 @@
 Nothing else asks "am I leader?": this manager watches the Raft node, starts a
 :class:`LeaderLoop` for each new term it wins and cancels it the moment the term is lost.
 A loop that ends with :class:`Fenced` is not restarted for the same term.
+
+On a graceful stop (SIGTERM) :meth:`LeadershipManager.shutdown` ends the leader loop first
+and only then hands Raft leadership to a follower, so the successor never overlaps a loop
+that is still writing (fencing would stop it anyway; this way it is never even tried).
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ from controller.raft import RaftNode, RaftSnapshot
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.02
+HANDOVER_TIMEOUT = 2.0
+"""How long a stopping leader waits to see its successor before leaving anyway."""
+TRANSFER_RETRY_SECONDS = 0.5
+"""How long a stopping leader keeps asking while no follower is caught up enough."""
 
 
 @dataclass
@@ -54,10 +62,84 @@ class LeadershipManager:
         self._epoch: int | None = None
         self._dead_epochs: set[int] = set()
         self._retry_at = 0.0
+        self._watch: asyncio.Task[None] | None = None
 
     @property
     def loop(self) -> LeaderLoop | None:
         return self._loop
+
+    def start(self) -> None:
+        """Watch Raft in a background task until :meth:`shutdown`."""
+        self._watch = asyncio.create_task(self.run(), name="leadership")
+
+    async def shutdown(self, handover_timeout: float = HANDOVER_TIMEOUT) -> None:
+        """Graceful stop: end the leader loop, then hand Raft leadership to a follower.
+
+        The loop is cancelled, not drained: each of its writes is one fenced transaction, so
+        a cancelled write rolls back whole, and a run cancelled between its dispatch and the
+        worker's answer is settled by the worker's heartbeat or the dispatch ack timeout, as
+        after a crash. Only once no loop of ours can write does a follower get asked to take
+        over (Raft ``TimeoutNow``); without that the followers elect after their election
+        timeout once this node's Raft is closed.
+        """
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.cancel()
+            try:
+                await watch
+            except BaseException:  # noqa: BLE001 - cancelled on purpose; run() revoked
+                pass
+        await self._revoke("shutdown")
+        await self._hand_over(handover_timeout)
+
+    async def _hand_over(self, timeout: float) -> None:
+        snap = self.raft.snapshot()
+        self.state.snapshot = snap
+        if snap.role != "leader":
+            log.info(
+                "shutdown: not the Raft leader, nothing to hand over", extra=ctx(role=snap.role)
+            )
+            return
+        started = time.monotonic()
+        outcome = await asyncio.to_thread(self.raft.transfer_leadership)
+        while outcome == "denied" and time.monotonic() - started < TRANSFER_RETRY_SECONDS:
+            # A follower that just (re)joined may still be catching up: ask again shortly.
+            await asyncio.sleep(0.05)
+            outcome = await asyncio.to_thread(self.raft.transfer_leadership)
+        if outcome != "sent":
+            log.warning(
+                "shutdown: Raft leadership transfer not possible (%s); the followers elect "
+                "after their election timeout",
+                outcome,
+                extra=ctx(term=snap.term),
+            )
+            return
+        while time.monotonic() - started < timeout:
+            snap = self.raft.snapshot()
+            self.state.snapshot = snap
+            if snap.role != "leader" and snap.leader not in (None, self.raft.self_address):
+                log.info(
+                    "shutdown: leadership handed over",
+                    extra=ctx(
+                        to=snap.leader,
+                        term=snap.term,
+                        ms=round((time.monotonic() - started) * 1000),
+                    ),
+                )
+                return
+            if not any(snap.peers.values()):
+                log.warning(
+                    "shutdown: no peer left to take over (all stopping?); leaving",
+                    extra=ctx(term=snap.term, role=snap.role),
+                )
+                return
+            await asyncio.sleep(0.01)
+        log.warning(
+            "shutdown: no successor seen after %.1fs; leaving anyway (the followers elect "
+            "after their election timeout)",
+            timeout,
+            extra=ctx(term=snap.term, role=snap.role),
+        )
 
     async def run(self) -> None:
         try:

@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import psycopg
 from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
 
 from common import db
 from common.logging import configure, ctx
@@ -110,7 +111,7 @@ async def run_controller(settings: Settings, stop: asyncio.Event | None = None) 
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)
     await site.start()
-    manager_task = asyncio.create_task(manager.run(), name="leadership")
+    manager.start()
     log.info(
         "controller ready",
         extra=ctx(
@@ -123,16 +124,30 @@ async def run_controller(settings: Settings, stop: asyncio.Event | None = None) 
     try:
         await stop.wait()
     finally:
-        log.info("controller stopping")
-        manager_task.cancel()
-        try:
-            await manager_task
-        except BaseException:  # noqa: BLE001 - cancelled on purpose
-            pass
-        raft.close()
-        await server.stop(grace=1.0)
-        await runner.cleanup()
-        await pool.close()
+        await _shutdown(manager, raft, server, runner, pool)
+
+
+async def _shutdown(
+    manager: LeadershipManager,
+    raft: RaftNode,
+    server: grpc.aio.Server,
+    runner: web.AppRunner,
+    pool: AsyncConnectionPool,
+) -> None:
+    """Stop in the order that keeps the cluster whole: leader loop, Raft (handing leadership
+    to a follower first), then the servers workers and clients talk to, then the pool."""
+    started = time.monotonic()
+    leading = manager.state.leading_epoch
+    log.info("controller stopping", extra=ctx(leading_epoch=leading))
+    try:
+        await manager.shutdown()
+    except Exception:  # noqa: BLE001 - the rest must still stop; followers elect by timeout
+        log.exception("graceful leadership handover failed")
+    raft.close()
+    await server.stop(grace=1.0)
+    await runner.cleanup()
+    await pool.close()
+    log.info("controller stopped", extra=ctx(ms=round((time.monotonic() - started) * 1000)))
 
 
 def main(settings: Settings) -> int:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass
 
-from pysyncobj import SyncObj, SyncObjConf
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf
 
 from common.settings import Settings
 
@@ -62,6 +63,7 @@ class RaftNode:
             connectionRetryTime=0.5,
             journalFile=os.path.join(journal_dir, "raft.journal"),
             dynamicMembershipChange=False,
+            bindAddress=settings.raft_bind or None,
         )
         self._peers = list(settings.raft_peers)
         self._obj = SyncObj(settings.raft_self, self._peers, conf=conf)
@@ -87,6 +89,46 @@ class RaftNode:
             has_quorum=bool(status["has_quorum"]),
             peers=peers,
         )
+
+    def transfer_leadership(self, timeout: float = 1.0) -> str:
+        """Ask the most caught-up connected follower to start an election now (Raft
+        ``TimeoutNow``), so a leader that is shutting down costs no election timeout.
+
+        PySyncObj's state is owned by its tick thread, so the request runs there (an on-tick
+        callback) and this call blocks until it was made. Returns ``"sent"`` or why not:
+        ``"unsupported"`` (PySyncObj without transfer), ``"not_leader"``, ``"denied"`` (no
+        connected follower is fully caught up) or ``"timeout"``. ``"sent"`` does not mean
+        done: watch :meth:`snapshot` for the new leader.
+        """
+        if not hasattr(self._obj, "transferLeadership"):
+            return "unsupported"
+        outcome: list[str] = []
+        made = threading.Event()
+        reasons = {
+            FAIL_REASON.SUCCESS: "sent",
+            FAIL_REASON.NOT_LEADER: "not_leader",
+            FAIL_REASON.REQUEST_DENIED: "denied",
+        }
+
+        def on_result(_result: object, error: int) -> None:
+            outcome.append(reasons.get(error, f"failed ({error})"))
+
+        def on_tick() -> None:
+            if made.is_set():
+                return
+            try:
+                self._obj.transferLeadership(callback=on_result)
+            except Exception as exc:  # noqa: BLE001 - reported, then we fall back
+                outcome.append(f"error ({exc!r})")
+            made.set()
+
+        self._obj.addOnTickCallback(on_tick)
+        try:
+            if not made.wait(timeout):
+                return "timeout"
+        finally:
+            self._obj.removeOnTickCallback(on_tick)
+        return outcome[0] if outcome else "sent"
 
     def close(self) -> None:
         try:
