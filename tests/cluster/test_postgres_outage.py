@@ -65,6 +65,7 @@ def test_postgres_outage_gives_503_then_catches_up_without_duplicates(tmp_path: 
             )
 
         wait_until("late runs and new on-time runs after the outage", caught_up, timeout=60)
+        print(f"caught up {time.time() - restarted:.2f}s after PostgreSQL came back")
         assert api("GET", base, "/readyz")[0] == 200
         runs = settle(cluster, job["id"])
         assert_every_slot_once(runs, ledger)
