@@ -78,10 +78,20 @@ class LocalCluster:
     raft_password: str = "chronoraft-dev-password"
     extra_env: dict[str, str] = field(default_factory=dict)
     log_level: str = "INFO"
+    raft_proxy_ports: tuple[int, ...] = ()
+    """One port per controller: controller i then advertises 127.0.0.1:raft_proxy_ports[i]
+    (its ``CHRONORAFT_RAFT_SELF`` and its entry in the peers' lists) while it still listens
+    on raft_base + i (``CHRONORAFT_RAFT_BIND``). Whoever listens on the proxy ports (a test's
+    TCP proxy) then carries all Raft traffic and can cut it. Empty: no proxies."""
     nodes: dict[str, Node] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.base_dir = Path(self.base_dir)
+        if self.raft_proxy_ports and len(self.raft_proxy_ports) != self.controllers:
+            raise ClusterError(
+                f"raft_proxy_ports needs one port per controller ({self.controllers}), "
+                f"got {len(self.raft_proxy_ports)}"
+            )
         (self.base_dir / "logs").mkdir(parents=True, exist_ok=True)
         for i in range(self.controllers):
             self._add_controller(i)
@@ -102,7 +112,7 @@ class LocalCluster:
         return env
 
     def _add_controller(self, i: int) -> None:
-        raft = [f"127.0.0.1:{self.raft_base + k}" for k in range(self.controllers)]
+        raft = [self.raft_address(f"c{k + 1}") for k in range(self.controllers)]
         env = self._common_env()
         env.update(
             CHRONORAFT_NODE_ID=f"c{i + 1}",
@@ -112,6 +122,8 @@ class LocalCluster:
             CHRONORAFT_RAFT_PEERS=",".join(a for k, a in enumerate(raft) if k != i),
             CHRONORAFT_RAFT_PASSWORD=self.raft_password,
         )
+        if self.raft_proxy_ports:
+            env["CHRONORAFT_RAFT_BIND"] = f"127.0.0.1:{self.raft_bind_port(f'c{i + 1}')}"
         name = f"c{i + 1}"
         self.nodes[name] = Node(name, "controller", env, self._log(name), self.http_base + i)
 
@@ -147,6 +159,16 @@ class LocalCluster:
 
     def url(self, name: str = "c1") -> str:
         return self.nodes[name].url
+
+    def raft_bind_port(self, name: str) -> int:
+        """The port controller ``name`` (c1, c2, ...) listens on for Raft."""
+        return self.raft_base + int(name[1:]) - 1
+
+    def raft_address(self, name: str) -> str:
+        """The Raft address controller ``name`` is known by (a proxy's, when configured)."""
+        i = int(name[1:]) - 1
+        port = self.raft_proxy_ports[i] if self.raft_proxy_ports else self.raft_base + i
+        return f"127.0.0.1:{port}"
 
     # ----- processes -----
 
