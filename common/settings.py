@@ -66,6 +66,8 @@ class Settings:
     raft_max_timeout: float = 0.8
     raft_append_entries_period: float = 0.08
     raft_leader_fallback_timeout: float = 1.2
+    raft_connection_timeout: float = 86400.0
+    """Idle time after which PySyncObj drops a Raft link (see controller/raft.py for why long)."""
     tick_interval: float = 0.1
     """Longest the leader sleeps between looks at its heap (it wakes earlier for due slots)."""
     default_catchup_window: float = 60.0

@@ -59,7 +59,13 @@ class RaftNode:
             raftMaxTimeout=settings.raft_max_timeout,
             appendEntriesPeriod=settings.raft_append_entries_period,
             leaderFallbackTimeout=settings.raft_leader_fallback_timeout,
-            connectionTimeout=max(2.0, settings.raft_max_timeout * 2),
+            # PySyncObj checks this timeout when it *sends*: a link idle longer than this is
+            # dropped together with the message being sent. Followers never talk to each other
+            # while a leader lives, so a short timeout made the first vote request after every
+            # leader loss vanish and cost a second election round. Dead peers are noticed by
+            # TCP itself (a killed process resets its sockets) and leadership by response
+            # times (leaderFallbackTimeout), so a long timeout loses nothing.
+            connectionTimeout=settings.raft_connection_timeout,
             connectionRetryTime=0.5,
             journalFile=os.path.join(journal_dir, "raft.journal"),
             dynamicMembershipChange=False,
