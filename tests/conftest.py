@@ -43,7 +43,7 @@ def port_block(n: int) -> int:
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_admin_url() -> Iterator[str]:
     """Superuser URL of the session's PostgreSQL (private unless CHRONORAFT_TEST_ADMIN_URL)."""
     external = os.environ.get("CHRONORAFT_TEST_ADMIN_URL")
     if external:
