@@ -13,10 +13,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import random
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -29,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from controller.local_cluster import ClusterError, LocalCluster, http_json
+from controller.local_cluster import ClusterError, LocalCluster, free_port_block, http_json
 
 DEFAULT_URLS = ["http://127.0.0.1:8080", "http://127.0.0.1:8081", "http://127.0.0.1:8082"]
 WARMUP_RUNS = 3
@@ -273,25 +271,6 @@ def _report(runs: list[dict[str, Any]], killed_wall: float, owners: dict[int, st
 # ----- where the cluster comes from -----
 
 
-def _free_block(n: int) -> int:
-    """A base port such that base..base+n-1 are free on 127.0.0.1 right now."""
-    for _ in range(200):
-        base = random.randrange(20000, 60000 - n)
-        socks: list[socket.socket] = []
-        try:
-            for port in range(base, base + n):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise DemoError("no block of free ports on 127.0.0.1")
-
-
 @contextlib.contextmanager
 def own_cluster(keep: bool) -> Iterator[tuple[Observer, Callable[[LeaderView], None]]]:
     """A private PostgreSQL and 3 controllers + 2 workers, removed on exit unless ``keep``."""
@@ -309,7 +288,7 @@ def own_cluster(keep: bool) -> Iterator[tuple[Observer, Callable[[LeaderView], N
         except PgServerError as exc:
             raise DemoError(f"cannot start PostgreSQL: {exc}") from exc
         db.migrate(pg.url)
-        ports = _free_block(20)
+        ports = free_port_block(20)
         cluster = LocalCluster(
             base_dir=base,
             database_url=pg.url,

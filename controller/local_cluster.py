@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +23,29 @@ from typing import Any
 
 class ClusterError(RuntimeError):
     pass
+
+
+def free_port_block(n: int, low: int = 20000, high: int = 60000) -> int:
+    """A base port such that base..base+n-1 are all free on 127.0.0.1 right now.
+
+    Tests, the demo and the chaos run start whole clusters side by side; a random block
+    keeps them from colliding with each other and with `chronoraft up`'s defaults.
+    """
+    for _ in range(200):
+        base = random.randrange(low, high - n)
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + n):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise ClusterError("no block of free ports on 127.0.0.1")
 
 
 def http_json(method: str, url: str, body: Any = None, timeout: float = 5.0) -> tuple[int, Any]:

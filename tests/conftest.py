@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import random
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,29 +15,10 @@ import pytest
 
 from common import db
 from common.pgserver import PgServer
-from controller.local_cluster import LocalCluster
+from controller.local_cluster import LocalCluster, free_port_block
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 _db_counter = itertools.count()
-
-
-def port_block(n: int) -> int:
-    """A base port such that base..base+n-1 are all free on 127.0.0.1 right now."""
-    for _ in range(200):
-        base = random.randrange(20000, 60000 - n)
-        socks = []
-        try:
-            for port in range(base, base + n):
-                sock = socket.socket()
-                sock.bind(("127.0.0.1", port))
-                socks.append(sock)
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError("no free port block")
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +61,7 @@ def _dump_logs(cluster: LocalCluster, label: str) -> None:
 def build_cluster(base_dir: Path, database_url: str, **kwargs: object) -> LocalCluster:
     controllers = int(kwargs.pop("controllers", 3))  # type: ignore[arg-type]
     workers = int(kwargs.pop("workers", 2))  # type: ignore[arg-type]
-    base = port_block(40)
+    base = free_port_block(40)
     return LocalCluster(
         base_dir=base_dir,
         database_url=database_url,
