@@ -18,6 +18,8 @@ from psycopg_pool import AsyncConnectionPool
 
 log = logging.getLogger(__name__)
 
+IDLE_IN_TX_MS = 3000
+
 # Any fixed number works; it only has to be the same in every controller.
 MIGRATION_LOCK_KEY = 0x6368726F6E6F
 
@@ -92,7 +94,20 @@ def make_pool(url: str, min_size: int = 2, max_size: int = 10) -> AsyncConnectio
         url,
         min_size=min_size,
         max_size=max_size,
-        kwargs={"row_factory": dict_row, "connect_timeout": 5, "prepare_threshold": 5},
+        kwargs={
+            "row_factory": dict_row,
+            "connect_timeout": 5,
+            "prepare_threshold": 5,
+            # A controller frozen inside a transaction (SIGSTOP, VM pause, lost network)
+            # holds its FOR SHARE lock on the leadership row and would block the next
+            # leader's claim for as long as it is frozen: PostgreSQL ends such sessions,
+            # and keepalives notice a peer that vanished. Fencing makes the abort safe.
+            "options": f"-c idle_in_transaction_session_timeout={IDLE_IN_TX_MS}",
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+        },
         timeout=3.0,  # an outage answers 503 after this, instead of hanging the client
         open=False,
         check=AsyncConnectionPool.check_connection,

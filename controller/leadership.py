@@ -187,6 +187,14 @@ class LeadershipManager:
             self.metrics.fenced.inc()
             if epoch is not None:
                 self._dead_epochs.add(epoch)
+            if exc.current == exc.mine:
+                # Another node claimed *our* term (a stale view of Raft elsewhere). Nobody may
+                # write under it now; a fresh election gives the cluster a usable epoch.
+                log.warning(
+                    "epoch taken by another node: handing Raft leadership on",
+                    extra=ctx(epoch=epoch),
+                )
+                asyncio.get_running_loop().run_in_executor(None, self.raft.transfer_leadership)
         elif exc is not None:
             log.error("leader loop crashed: %r", exc, extra=ctx(epoch=epoch))
             self._retry_at = time.monotonic() + 1.0

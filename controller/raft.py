@@ -72,11 +72,12 @@ class RaftNode:
             bindAddress=settings.raft_bind or None,
         )
         self._peers = list(settings.raft_peers)
+        self._latest: RaftSnapshot | None = None
         self._obj = SyncObj(settings.raft_self, self._peers, conf=conf)
         self.self_address = settings.raft_self
+        self._obj.addOnTickCallback(self._publish)
 
-    def snapshot(self) -> RaftSnapshot:
-        """Read the node's state; the Raft thread mutates it, so retry a torn read."""
+    def _read_status(self) -> RaftSnapshot:
         for _ in range(5):
             try:
                 status = self._obj.getStatus()
@@ -95,6 +96,21 @@ class RaftNode:
             has_quorum=bool(status["has_quorum"]),
             peers=peers,
         )
+
+    def _publish(self) -> None:
+        """On-tick callback: runs on PySyncObj's own thread between message batches."""
+        self._latest = self._read_status()
+
+    def snapshot(self) -> RaftSnapshot:
+        """The node's state as of its last tick (at most one tick period old).
+
+        Read from another thread, PySyncObj's status can be torn: a leader being deposed
+        sets the new term before it sets its state, so a reader could see "leader of the new
+        term" and claim an epoch that belongs to its successor (found by the chaos run).
+        The snapshot is therefore taken on the tick thread and only handed over here.
+        """
+        latest = self._latest
+        return latest if latest is not None else self._read_status()
 
     def transfer_leadership(self, timeout: float = 1.0) -> str:
         """Ask the most caught-up connected follower to start an election now (Raft
