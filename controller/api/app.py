@@ -6,7 +6,7 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from common.settings import Settings
-from controller.api import cluster, jobs, runs
+from controller.api import cluster, jobs, openapi, runs
 from controller.api.errors import error_middleware
 from controller.api.state import CLUSTER, METRICS, POOL, SETTINGS, ClusterView
 from controller.metrics import ControllerMetrics
@@ -25,6 +25,6 @@ def create_app(
     app[POOL] = pool
     app[METRICS] = metrics
     app[CLUSTER] = cluster_view
-    for table in (jobs.routes, runs.routes, cluster.routes):
+    for table in (jobs.routes, runs.routes, cluster.routes, openapi.routes):
         app.add_routes(table)
     return app
