@@ -1,4 +1,4 @@
-"""``chronoraft`` command line: controller, worker, up, migrate, status.
+"""``chronoraft`` command line: controller, worker, up, migrate, status, demo, chaos.
 
 Flags override ``CHRONORAFT_*`` environment variables, which override built-in defaults.
 """
