@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from common import db
+from common import db, jobspec
 from common.errors import Fenced
 from common.repo import jobs as jobs_repo
 from common.repo import leadership
@@ -82,26 +82,8 @@ async def test_a_newer_claim_waits_for_the_old_leaders_open_write(database_url: 
 
 async def test_a_slot_can_only_have_one_run_whoever_inserts_it(database_url: str) -> None:
     conn = await _conn(database_url)
-    job = await jobs_repo.create(
-        conn,
-        {
-            "name": "j",
-            "description": "",
-            "schedule": "* * * * *",
-            "timezone": "UTC",
-            "command": "true",
-            "args": None,
-            "env": {},
-            "cwd": None,
-            "timeout_seconds": 0,
-            "max_retries": 0,
-            "retry_backoff_seconds": 1,
-            "labels": {},
-            "paused": False,
-            "catchup_window_seconds": 60,
-            "next_fire_at": None,
-        },
-    )
+    cols = jobspec.validate_job({"name": "j", "schedule": "* * * * *", "command": "true"})
+    job = await jobs_repo.create(conn, {**cols, "next_fire_at": None})
     slot = datetime(2026, 1, 1, tzinfo=UTC)
     row = runs_repo.SlotRow(job_id=job["id"], slot=slot, trigger="schedule", state="pending")
     first = await runs_repo.insert_slots(conn, [row])
