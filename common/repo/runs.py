@@ -210,12 +210,18 @@ async def mark_dispatched(
 
 
 async def mark_running(
-    conn: AsyncConnection[Any], run_id: int, attempt: int, started_at: datetime
+    conn: AsyncConnection[Any], started: list[tuple[int, int, datetime]]
 ) -> None:
-    async with conn.transaction():
-        params = {"id": run_id, "attempt": attempt, "started_at": started_at}
-        await conn.execute(q("run_mark_running"), params)
-        await conn.execute(q("attempt_mark_running"), params)
+    """Inside the leader's transaction: (run_id, attempt, started_at) confirmed by workers."""
+    if not started:
+        return
+    params = {
+        "ids": [s[0] for s in started],
+        "attempts": [s[1] for s in started],
+        "started": [s[2] for s in started],
+    }
+    await conn.execute(q("runs_mark_running"), params)
+    await conn.execute(q("attempts_mark_running"), params)
 
 
 async def requeue_same_attempt(

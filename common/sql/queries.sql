@@ -210,14 +210,17 @@ ON CONFLICT (run_id, attempt) DO UPDATE
 SET worker_id = EXCLUDED.worker_id, epoch = EXCLUDED.epoch, state = 'dispatched',
     dispatched_at = EXCLUDED.dispatched_at;
 
--- name: run_mark_running
-UPDATE runs SET state = 'running', started_at = %(started_at)s
-WHERE id = %(id)s AND attempt = %(attempt)s AND state = 'dispatched'
-RETURNING id;
+-- name: runs_mark_running
+UPDATE runs r SET state = 'running', started_at = v.started_at
+FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(started)s::timestamptz[])
+     AS v(id, attempt, started_at)
+WHERE r.id = v.id AND r.attempt = v.attempt AND r.state = 'dispatched';
 
--- name: attempt_mark_running
-UPDATE run_attempts SET state = 'running', started_at = %(started_at)s
-WHERE run_id = %(id)s AND attempt = %(attempt)s AND state = 'dispatched';
+-- name: attempts_mark_running
+UPDATE run_attempts a SET state = 'running', started_at = v.started_at
+FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(started)s::timestamptz[])
+     AS v(id, attempt, started_at)
+WHERE a.run_id = v.id AND a.attempt = v.attempt AND a.state = 'dispatched';
 
 -- name: run_requeue_same_attempt
 -- A run whose cancel was requested while it bounced is cancelled instead of re-queued.

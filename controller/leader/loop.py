@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -60,6 +59,20 @@ class _BatchPlan:
     cancel: bool
 
 
+async def _close_attempt(conn: Any, run: dict[str, Any], state: str, error: str) -> str:
+    """End a run's current attempt on the leader's word (the worker cannot report it)."""
+    return await runs_repo.finish_attempt(
+        conn,
+        runs_repo.AttemptResult(
+            run_id=run["id"],
+            attempt=run["attempt"],
+            state=state,
+            worker_id=run["worker_id"],
+            error=error,
+        ),
+    )
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -90,9 +103,9 @@ class LeaderLoop:
         self._wake_dispatcher = asyncio.Event()
         self._reload_ids: set[int] = set()
         self._reload_all = True
+        self._listening = asyncio.Event()
         self._suspect_until: dict[str, float] = {}
         self._reap_not_before = time.monotonic() + settings.worker_lease
-        self.first_dispatch_at: float | None = None
 
     def _log(self, **fields: Any) -> dict[str, Any]:
         return ctx(epoch=self.epoch, **fields)
@@ -154,8 +167,10 @@ class LeaderLoop:
                 async with conn:
                     await conn.execute("LISTEN chronoraft_jobs")
                     await conn.execute("LISTEN chronoraft_runs")
-                    # Anything sent while we were not listening is lost: rebuild once.
-                    self._reload_all = True
+                    if self._listening.is_set():
+                        # A reconnect: anything sent while we were not listening is lost.
+                        self._reload_all = True
+                    self._listening.set()
                     self._wake_scheduler.set()
                     self._wake_dispatcher.set()
                     delay = 0.2
@@ -167,7 +182,6 @@ class LeaderLoop:
                             self._wake_dispatcher.set()
             except DB_ERRORS as exc:
                 log.warning("listener lost the database: %s", exc, extra=self._log())
-                self._reload_all = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
@@ -220,6 +234,8 @@ class LeaderLoop:
         self.metrics.heap_jobs.set(len(self.heap))
 
     async def _scheduler(self) -> None:
+        # Load the heap only once LISTEN is in place, so no edit falls between the two.
+        await self._listening.wait()
         delay = 0.1
         while True:
             try:
@@ -353,7 +369,11 @@ class LeaderLoop:
         if plan.cancel:
             asyncio.create_task(self._send_cancels(), name="overlap-cancel")
         if assignments:
-            await asyncio.gather(*(self._send(run, worker) for run, worker in assignments))
+            replies = await asyncio.gather(*(self._send(r, w) for r, w in assignments))
+            started = [reply for reply in replies if reply is not None]
+            if started:  # one transaction for the whole batch, not one per run
+                async with fenced(self.pool, self.epoch) as conn:
+                    await runs_repo.mark_running(conn, started)
         return len(assignments) + plan.settled
 
     async def _apply_policies(self, conn: Any, pending: list[dict[str, Any]]) -> _BatchPlan:
@@ -405,7 +425,10 @@ class LeaderLoop:
             log.info("run skipped: %s", reason, extra=self._log(run_id=run_id))
         return _BatchPlan(start=start, settled=len(skips), cancel=bool(cancels))
 
-    async def _send(self, run: dict[str, Any], worker: placement.WorkerSlot) -> None:
+    async def _send(
+        self, run: dict[str, Any], worker: placement.WorkerSlot
+    ) -> tuple[int, int, datetime] | None:
+        """One RunTask call; returns (run_id, attempt, started_at) when the worker took it."""
         args = run["args"]
         request = pb.RunTaskRequest(
             run_id=run["id"],
@@ -446,15 +469,11 @@ class LeaderLoop:
         if reply.accepted:
             self.metrics.dispatched.labels("accepted").inc()
             started_at = datetime.fromtimestamp(reply.started_at or time.time(), UTC)
-            if self.first_dispatch_at is None:
-                self.first_dispatch_at = time.time()
             lateness = (started_at - run["scheduled_for"]).total_seconds()
             if lateness >= 0:
                 self.metrics.dispatch_lateness.observe(lateness)
-            async with fenced(self.pool, self.epoch) as conn:
-                await runs_repo.mark_running(conn, run["id"], run["attempt"], started_at)
             log.info("run dispatched", extra=fields)
-            return
+            return (run["id"], run["attempt"], started_at)
         self.metrics.dispatched.labels(reply.reason or "refused").inc()
         if reply.reason == "stale_epoch" and reply.highest_epoch > self.epoch:
             await self._requeue(run, "refused by worker: stale epoch", 0.0)
@@ -487,18 +506,8 @@ class LeaderLoop:
         async with fenced(self.pool, self.epoch) as conn:
             if time.monotonic() >= self._reap_not_before:
                 for run in await runs_repo.on_lost_workers(conn, s.worker_lease):
-                    outcome = await runs_repo.finish_attempt(
-                        conn,
-                        runs_repo.AttemptResult(
-                            run_id=run["id"],
-                            attempt=run["attempt"],
-                            state="failed",
-                            worker_id=run["worker_id"],
-                            error=f"worker {run['worker_id']} lost: no heartbeat for "
-                            f"{s.worker_lease:g}s",
-                        ),
-                        rand=random.random(),
-                    )
+                    error = f"worker {run['worker_id']} lost: no heartbeat for {s.worker_lease:g}s"
+                    outcome = await _close_attempt(conn, run, "failed", error)
                     self.metrics.reaped.labels("worker_lost").inc()
                     log.warning(
                         "run taken back from lost worker",
@@ -525,13 +534,4 @@ class LeaderLoop:
                 continue
             if not reply.found:  # the worker never had it: nothing to kill, close it here
                 async with fenced(self.pool, self.epoch) as conn:
-                    await runs_repo.finish_attempt(
-                        conn,
-                        runs_repo.AttemptResult(
-                            run_id=run["id"],
-                            attempt=run["attempt"],
-                            state="cancelled",
-                            worker_id=run["worker_id"],
-                            error="cancelled by request",
-                        ),
-                    )
+                    await _close_attempt(conn, run, "cancelled", "cancelled by request")
