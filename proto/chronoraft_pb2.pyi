@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RunTaskRequest(_message.Message):
-    __slots__ = ("run_id", "attempt", "epoch", "job_id", "command", "args", "use_shell", "env", "timeout_seconds", "output_limit_bytes", "cwd", "scheduled_for")
+    __slots__ = ("run_id", "attempt", "epoch", "job_id", "command", "args", "use_shell", "env", "timeout_seconds", "output_limit_bytes", "cwd", "scheduled_for", "kind", "http")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,8 @@ class RunTaskRequest(_message.Message):
     OUTPUT_LIMIT_BYTES_FIELD_NUMBER: _ClassVar[int]
     CWD_FIELD_NUMBER: _ClassVar[int]
     SCHEDULED_FOR_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    HTTP_FIELD_NUMBER: _ClassVar[int]
     run_id: int
     attempt: int
     epoch: int
@@ -39,7 +41,30 @@ class RunTaskRequest(_message.Message):
     output_limit_bytes: int
     cwd: str
     scheduled_for: float
-    def __init__(self, run_id: _Optional[int] = ..., attempt: _Optional[int] = ..., epoch: _Optional[int] = ..., job_id: _Optional[int] = ..., command: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., use_shell: _Optional[bool] = ..., env: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., output_limit_bytes: _Optional[int] = ..., cwd: _Optional[str] = ..., scheduled_for: _Optional[float] = ...) -> None: ...
+    kind: str
+    http: HttpRequestSpec
+    def __init__(self, run_id: _Optional[int] = ..., attempt: _Optional[int] = ..., epoch: _Optional[int] = ..., job_id: _Optional[int] = ..., command: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., use_shell: _Optional[bool] = ..., env: _Optional[_Mapping[str, str]] = ..., timeout_seconds: _Optional[float] = ..., output_limit_bytes: _Optional[int] = ..., cwd: _Optional[str] = ..., scheduled_for: _Optional[float] = ..., kind: _Optional[str] = ..., http: _Optional[_Union[HttpRequestSpec, _Mapping]] = ...) -> None: ...
+
+class HttpRequestSpec(_message.Message):
+    __slots__ = ("method", "url", "headers", "body", "expected_status")
+    class HeadersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_STATUS_FIELD_NUMBER: _ClassVar[int]
+    method: str
+    url: str
+    headers: _containers.ScalarMap[str, str]
+    body: str
+    expected_status: int
+    def __init__(self, method: _Optional[str] = ..., url: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., body: _Optional[str] = ..., expected_status: _Optional[int] = ...) -> None: ...
 
 class RunTaskReply(_message.Message):
     __slots__ = ("accepted", "reason", "started_at", "highest_epoch")

@@ -9,7 +9,10 @@ The rules a controller can rely on:
   remembered since this process started), answers ``accepted=True, reason="duplicate"`` and
   does not start it again.
 * Refusals: ``draining`` (shutting down), ``at_capacity`` (``worker_concurrency`` attempts
-  running), ``superseded`` (a newer attempt of the same run is running here).
+  running), ``superseded`` (a newer attempt of the same run is running here),
+  ``unsupported_kind`` (a task kind this worker cannot run; retrying here will not help).
+* Kinds: ``cmd`` (also the empty kind) runs a process group, ``http`` sends one request;
+  both end in the same TaskResult, so spooling, reporting and cancelling do not care which.
 * A newer attempt of a run that is still running here cancels the older attempt.
 * Every accepted attempt ends in exactly one result in the spool (``cancelled`` included),
   which the reporter then delivers via ReportResult.
@@ -39,6 +42,7 @@ from worker.executor import (
     TaskState,
     execute,
 )
+from worker.http_executor import HttpTaskSpec, execute_http
 from worker.metrics import WorkerMetrics
 from worker.orphans import RunningMarks
 from worker.spool import Spool
@@ -49,8 +53,12 @@ REASON_STALE_EPOCH = "stale_epoch"
 REASON_DRAINING = "draining"
 REASON_AT_CAPACITY = "at_capacity"
 REASON_SUPERSEDED = "superseded"
+REASON_UNSUPPORTED_KIND = "unsupported_kind"
 REASON_DUPLICATE = "duplicate"
 """Set on an *accepted* reply: the attempt was already running or finished here."""
+
+KIND_CMD = "cmd"
+KIND_HTTP = "http"
 
 MAX_OUTPUT_BYTES = 1_048_576
 """Hard cap on kept output whatever a job asks for: the result must fit a gRPC message
@@ -61,11 +69,12 @@ _START_WAIT = 3.0
 _SPOOL_RETRY_MAX = 5.0
 
 AttemptKey = tuple[int, int]
+AttemptSpec = TaskSpec | HttpTaskSpec
 
 
 @dataclass(eq=False)
 class _Attempt:
-    spec: TaskSpec
+    spec: AttemptSpec
     epoch: int
     token: CancelToken = field(default_factory=CancelToken)
     started: asyncio.Future[float] = field(
@@ -79,9 +88,26 @@ class _Attempt:
         return (self.spec.run_id, self.spec.attempt)
 
 
-def task_spec_from_request(request: pb.RunTaskRequest, default_output_limit: int) -> TaskSpec:
-    """The executor's input; a request without an output limit gets the worker's default."""
+def attempt_spec_from_request(
+    request: pb.RunTaskRequest, default_output_limit: int
+) -> AttemptSpec | None:
+    """The executor's input for the request's kind; None for a kind this worker cannot run."""
+    kind = request.kind or KIND_CMD
+    if kind == KIND_CMD:
+        return task_spec_from_request(request, default_output_limit)
+    if kind == KIND_HTTP:
+        return http_spec_from_request(request, default_output_limit)
+    return None
+
+
+def _output_limit(request: pb.RunTaskRequest, default_output_limit: int) -> int:
+    """A request without an output limit gets the worker's default; none exceeds the cap."""
     limit = request.output_limit_bytes if request.output_limit_bytes > 0 else default_output_limit
+    return max(0, min(limit, MAX_OUTPUT_BYTES))
+
+
+def task_spec_from_request(request: pb.RunTaskRequest, default_output_limit: int) -> TaskSpec:
+    """The cmd executor's input."""
     return TaskSpec(
         run_id=request.run_id,
         attempt=request.attempt,
@@ -90,13 +116,34 @@ def task_spec_from_request(request: pb.RunTaskRequest, default_output_limit: int
         use_shell=request.use_shell,
         env=dict(request.env),
         timeout_seconds=request.timeout_seconds,
-        output_limit_bytes=max(0, min(limit, MAX_OUTPUT_BYTES)),
+        output_limit_bytes=_output_limit(request, default_output_limit),
         cwd=request.cwd,
     )
 
 
+def http_spec_from_request(request: pb.RunTaskRequest, default_output_limit: int) -> HttpTaskSpec:
+    """The http executor's input; the cmd fields (command, env, cwd...) play no part."""
+    http = request.http
+    return HttpTaskSpec(
+        run_id=request.run_id,
+        attempt=request.attempt,
+        url=http.url,
+        method=http.method.upper() or "GET",
+        headers=dict(http.headers),
+        body=http.body,
+        expected_status=http.expected_status,
+        timeout_seconds=request.timeout_seconds,
+        output_limit_bytes=_output_limit(request, default_output_limit),
+    )
+
+
+def describe(spec: AttemptSpec) -> str:
+    """What an attempt does, for logs: the command, or the method and URL."""
+    return spec.describe() if isinstance(spec, HttpTaskSpec) else spec.command
+
+
 def report_from_result(
-    worker_id: str, spec: TaskSpec, result: TaskResult
+    worker_id: str, spec: AttemptSpec, result: TaskResult
 ) -> pb.ReportResultRequest:
     """The wire form of a result, as it is spooled and then sent to ReportResult."""
     return pb.ReportResultRequest(
@@ -229,6 +276,10 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
                 "RunTask refused: epoch %d < %d", request.epoch, self._highest_epoch, extra=log_ctx
             )
             return self._refuse(REASON_STALE_EPOCH)
+        spec = attempt_spec_from_request(request, self._default_output_limit)
+        if spec is None:
+            log.warning("RunTask refused: unsupported kind %r", request.kind, extra=log_ctx)
+            return self._refuse(REASON_UNSUPPORTED_KIND)
 
         # Every decision below is taken without an await in between, up to the registration of
         # the attempt: otherwise two identical RunTask calls could both start it.
@@ -259,9 +310,7 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
             older.token.cancel(f"superseded by attempt {request.attempt}")
             log.info("cancelling attempt %d: superseded", older.spec.attempt, extra=log_ctx)
 
-        attempt = _Attempt(
-            spec=task_spec_from_request(request, self._default_output_limit), epoch=request.epoch
-        )
+        attempt = _Attempt(spec=spec, epoch=request.epoch)
         self._attempts[key] = attempt
         self._idle.clear()
         self._metrics.running.set(len(self._attempts))
@@ -275,7 +324,7 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
             started_at = time.time()
         if request.scheduled_for > 0:
             self._metrics.start_lateness.observe(max(0.0, started_at - request.scheduled_for))
-        log.info("attempt started: %s", attempt.spec.command, extra=log_ctx)
+        log.info("attempt started: %s", describe(spec), extra=log_ctx)
         return self._accepted(started_at)
 
     async def CancelTask(  # noqa: N802 - gRPC method name
@@ -328,11 +377,15 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
                 attempt.started.set_result(at)
 
         try:
-            result = await execute(
-                spec, attempt.token, on_started=started, kill_grace=self._kill_grace
-            )
+            if isinstance(spec, HttpTaskSpec):
+                result = await execute_http(spec, attempt.token, on_started=started)
+            else:
+                result = await execute(
+                    spec, attempt.token, on_started=started, kill_grace=self._kill_grace
+                )
         except asyncio.CancelledError:
-            # Teardown without a drain: the group got SIGKILL; no result, the lease expires.
+            # Teardown without a drain: the group got SIGKILL (or the request's connection was
+            # closed); no result, the lease expires.
             started(time.time())
             self._forget(attempt)
             self._discard_mark(spec)
@@ -377,7 +430,7 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _SPOOL_RETRY_MAX)
 
-    def _discard_mark(self, spec: TaskSpec) -> None:
+    def _discard_mark(self, spec: AttemptSpec) -> None:
         if self._marks is not None:
             with contextlib.suppress(OSError):
                 self._marks.discard(spec.run_id, spec.attempt)

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # the project is used from its checkout, not installed
     sys.path.insert(0, str(ROOT))
 
-from worker_testkit import FakeController  # noqa: E402
+from worker_testkit import FakeController, Harness  # noqa: E402
 
 TEST_LIMIT = 30.0
 """No worker test may take longer; the whole folder is meant to run in well under a minute."""
@@ -41,3 +41,11 @@ async def controller():
     await fake.start()
     yield fake
     await fake.stop()
+
+
+@pytest.fixture
+async def worker(tmp_path):
+    """A WorkerService alone behind a real gRPC server (no controller: results stay spooled)."""
+    harness = await Harness(tmp_path).start()
+    yield harness
+    await harness.stop()

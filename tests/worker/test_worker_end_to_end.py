@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
@@ -15,10 +14,13 @@ import grpc
 import pytest
 from worker_testkit import (
     FakeController,
+    RunningWorker,
     eventually,
     free_port,
     process_gone,
+    registered,
     run_request,
+    running_worker,
     worker_settings,
 )
 
@@ -28,30 +30,6 @@ from worker.main import WorkerStartupError, run_worker
 from worker.spool import Spool
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class RunningWorker:
-    """run_worker in a task of this event loop, with its stop event and a stub to dial it."""
-
-    def __init__(self, settings) -> None:
-        self.settings = settings
-        self.stop = asyncio.Event()
-        self.task = asyncio.create_task(run_worker(settings, self.stop))
-        self.channel: grpc.aio.Channel | None = None
-        self.stub: pb_grpc.WorkerServiceStub | None = None
-
-    def connect(self, address: str) -> pb_grpc.WorkerServiceStub:
-        self.channel = grpc.aio.insecure_channel(address)
-        self.stub = pb_grpc.WorkerServiceStub(self.channel)
-        return self.stub
-
-    async def shutdown(self, timeout: float = 15.0) -> None:
-        self.stop.set()
-        try:
-            await asyncio.wait_for(self.task, timeout)
-        finally:
-            if self.channel is not None:
-                await self.channel.close()
 
 
 def start_worker_process(
@@ -72,26 +50,6 @@ def start_worker_process(
     return subprocess.Popen(
         [sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True
     )
-
-
-@contextlib.asynccontextmanager
-async def running_worker(settings):
-    worker = RunningWorker(settings)
-    try:
-        yield worker
-    finally:
-        if not worker.task.done():
-            await worker.shutdown()
-
-
-async def registered(worker: RunningWorker, controller: FakeController) -> pb.HeartbeatRequest:
-    """Wait for the first heartbeat, then dial the worker at the address it registered."""
-    await eventually(lambda: controller.heartbeats or worker.task.done(), 5.0, "registration")
-    if worker.task.done():
-        worker.task.result()
-    first = controller.heartbeats[0]
-    worker.connect(first.address)
-    return first
 
 
 async def test_worker_registers_by_heartbeat_and_delivers_results(tmp_path, controller):

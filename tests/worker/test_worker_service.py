@@ -4,62 +4,10 @@ from __future__ import annotations
 
 import time
 
-import grpc
 import pytest
-from worker_testkit import eventually, run_request, worker_settings
+from worker_testkit import Harness, run_request
 
 from proto import chronoraft_pb2 as pb
-from proto import chronoraft_pb2_grpc as pb_grpc
-from worker.metrics import WorkerMetrics
-from worker.service import WorkerService
-from worker.spool import Spool
-
-
-class Harness:
-    """A WorkerService behind a real grpc.aio server, and a client stub for it."""
-
-    def __init__(self, tmp_path, **overrides) -> None:
-        self.settings = worker_settings(tmp_path, ("127.0.0.1:1",), **overrides)
-        self.results_ready = 0
-
-    async def start(self) -> Harness:
-        self.spool = Spool(self.settings.data_dir, self.settings.effective_worker_id)
-        self.metrics = WorkerMetrics()
-        self.service = WorkerService(
-            self.settings, self.spool, self.metrics, on_result=self._woken, kill_grace=0.5
-        )
-        self.server = grpc.aio.server()
-        pb_grpc.add_WorkerServiceServicer_to_server(self.service, self.server)
-        port = self.server.add_insecure_port("127.0.0.1:0")
-        await self.server.start()
-        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-        self.stub = pb_grpc.WorkerServiceStub(self.channel)
-        return self
-
-    def _woken(self) -> None:
-        self.results_ready += 1
-
-    async def stop(self) -> None:
-        self.service.cancel_all("test over")
-        await self.service.wait_idle(5.0)
-        await self.channel.close()
-        await self.server.stop(None)
-        self.spool.close()
-
-    async def result(self, run_id: int, attempt: int = 1) -> pb.ReportResultRequest:
-        await eventually(
-            lambda: self.spool.contains(run_id, attempt), 10.0, f"result of {run_id}/{attempt}"
-        )
-        found = self.spool.get(run_id, attempt)
-        assert found is not None
-        return found
-
-
-@pytest.fixture
-async def worker(tmp_path):
-    harness = await Harness(tmp_path).start()
-    yield harness
-    await harness.stop()
 
 
 async def test_an_accepted_attempt_runs_and_its_result_is_spooled(worker):

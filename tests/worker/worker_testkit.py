@@ -1,4 +1,5 @@
-"""Helpers for the worker tests: a stand-in controller, polling with deadlines, settings.
+"""Helpers for the worker tests: a stand-in controller, polling with deadlines, settings, and
+two ways to run the worker: the WorkerService alone behind gRPC, or the whole run_worker.
 
 ``FakeController`` is a real grpc.aio server implementing ControllerService that only records
 what it receives, so worker tests need neither PostgreSQL nor the real controller.
@@ -7,6 +8,7 @@ what it receives, so worker tests need neither PostgreSQL nor the real controlle
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -18,6 +20,10 @@ import grpc
 from common.settings import Settings
 from proto import chronoraft_pb2 as pb
 from proto import chronoraft_pb2_grpc as pb_grpc
+from worker.main import run_worker
+from worker.metrics import WorkerMetrics
+from worker.service import WorkerService
+from worker.spool import Spool
 
 
 async def eventually(
@@ -121,3 +127,108 @@ def run_request(
     return pb.RunTaskRequest(
         run_id=run_id, attempt=attempt, epoch=epoch, command=command, use_shell=True, **fields
     )
+
+
+def http_request(
+    run_id: int,
+    url: str,
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    body: str = "",
+    expected_status: int = 0,
+    attempt: int = 1,
+    epoch: int = 1,
+    **fields: Any,
+) -> pb.RunTaskRequest:
+    """A RunTask of kind http."""
+    spec = pb.HttpRequestSpec(
+        method=method, url=url, headers=headers or {}, body=body, expected_status=expected_status
+    )
+    return pb.RunTaskRequest(
+        run_id=run_id, attempt=attempt, epoch=epoch, kind="http", http=spec, **fields
+    )
+
+
+class Harness:
+    """A WorkerService behind a real grpc.aio server, and a client stub for it."""
+
+    def __init__(self, tmp_path, **overrides) -> None:
+        self.settings = worker_settings(tmp_path, ("127.0.0.1:1",), **overrides)
+        self.results_ready = 0
+
+    async def start(self) -> Harness:
+        self.spool = Spool(self.settings.data_dir, self.settings.effective_worker_id)
+        self.metrics = WorkerMetrics()
+        self.service = WorkerService(
+            self.settings, self.spool, self.metrics, on_result=self._woken, kill_grace=0.5
+        )
+        self.server = grpc.aio.server()
+        pb_grpc.add_WorkerServiceServicer_to_server(self.service, self.server)
+        port = self.server.add_insecure_port("127.0.0.1:0")
+        await self.server.start()
+        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        self.stub = pb_grpc.WorkerServiceStub(self.channel)
+        return self
+
+    def _woken(self) -> None:
+        self.results_ready += 1
+
+    async def stop(self) -> None:
+        self.service.cancel_all("test over")
+        await self.service.wait_idle(5.0)
+        await self.channel.close()
+        await self.server.stop(None)
+        self.spool.close()
+
+    async def result(self, run_id: int, attempt: int = 1) -> pb.ReportResultRequest:
+        await eventually(
+            lambda: self.spool.contains(run_id, attempt), 10.0, f"result of {run_id}/{attempt}"
+        )
+        found = self.spool.get(run_id, attempt)
+        assert found is not None
+        return found
+
+
+class RunningWorker:
+    """run_worker in a task of this event loop, with its stop event and a stub to dial it."""
+
+    def __init__(self, settings) -> None:
+        self.settings = settings
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(run_worker(settings, self.stop))
+        self.channel: grpc.aio.Channel | None = None
+        self.stub: pb_grpc.WorkerServiceStub | None = None
+
+    def connect(self, address: str) -> pb_grpc.WorkerServiceStub:
+        self.channel = grpc.aio.insecure_channel(address)
+        self.stub = pb_grpc.WorkerServiceStub(self.channel)
+        return self.stub
+
+    async def shutdown(self, timeout: float = 15.0) -> None:
+        self.stop.set()
+        try:
+            await asyncio.wait_for(self.task, timeout)
+        finally:
+            if self.channel is not None:
+                await self.channel.close()
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings):
+    worker = RunningWorker(settings)
+    try:
+        yield worker
+    finally:
+        if not worker.task.done():
+            await worker.shutdown()
+
+
+async def registered(worker: RunningWorker, controller: FakeController) -> pb.HeartbeatRequest:
+    """Wait for the first heartbeat, then dial the worker at the address it registered."""
+    await eventually(lambda: controller.heartbeats or worker.task.done(), 5.0, "registration")
+    if worker.task.done():
+        worker.task.result()
+    first = controller.heartbeats[0]
+    worker.connect(first.address)
+    return first
