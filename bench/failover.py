@@ -73,6 +73,7 @@ def main() -> int:
             "POST",
             cluster.url(leader) + "/api/v1/jobs",
             {"name": "bench-1s", "schedule": "* * * * * *", "command": "true"},
+            token=cluster.admin_token,
         )
         time.sleep(3)
         for i in range(args.kills):

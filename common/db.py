@@ -1,7 +1,7 @@
 """PostgreSQL access: connection pool, numbered migrations, named queries.
 
 All SQL lives in ``common/sql/``: migrations are numbered files applied once each, queries
-are ``-- name: x`` sections of ``queries.sql`` loaded by name. Only ``common/repo`` uses
+are ``-- name: x`` sections of the ``*.sql`` files there, loaded by name. Only ``common/repo`` uses
 them; handlers and the leader loop call repository functions.
 """
 
@@ -32,12 +32,22 @@ class DatabaseUnavailable(Exception):
 
 @cache
 def queries() -> dict[str, str]:
-    """``-- name: foo`` sections of queries.sql, by name."""
-    text = resources.files("common.sql").joinpath("queries.sql").read_text()
+    """``-- name: foo`` sections of every ``common/sql/*.sql`` file, by name.
+
+    One file per area (``queries.sql`` for cron jobs and runs, ``dags.sql`` for workflows);
+    a name defined twice is an error rather than a silent override.
+    """
     found: dict[str, str] = {}
-    for block in re.split(r"^-- name: ", text, flags=re.MULTILINE)[1:]:
-        name, _, body = block.partition("\n")
-        found[name.strip()] = body.strip().rstrip(";")
+    folder = resources.files("common.sql")
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".sql"):
+            continue
+        text = entry.read_text()
+        for block in re.split(r"^-- name: ", text, flags=re.MULTILINE)[1:]:
+            name, _, body = block.partition("\n")
+            if name.strip() in found:
+                raise RuntimeError(f"query {name.strip()!r} is defined twice ({entry.name})")
+            found[name.strip()] = body.strip().rstrip(";")
     return found
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from common.catchup import CatchupMode
 from common.durations import DurationError, parse_duration
 from common.errors import ValidationError
+from common.exec_policy import ExecPolicy, check_command
 from common.schedule import ScheduleError, parse_schedule
 from common.states import parse_overlap
 
@@ -28,6 +29,9 @@ MAX_RETRIES = 100
 MAX_BACKOFF = 86400.0
 MAX_CATCHUP = 30 * 86400.0
 MAX_CONCURRENCY = 1000
+MAX_TIMEZONE = 64
+SECRET_MASK = "***"
+"""How a secret_env value is shown; sent back in a write it means "keep the stored value"."""
 
 FIELDS = {
     "name",
@@ -37,6 +41,7 @@ FIELDS = {
     "command",
     "args",
     "env",
+    "secret_env",
     "cwd",
     "timeout",
     "max_retries",
@@ -76,7 +81,7 @@ def _string_map(
     if len(value) > max_items:
         raise _fail(field, f"must have at most {max_items} entries")
     for key, item in value.items():
-        if not key_re.match(key):
+        if not key_re.fullmatch(key):
             raise _fail(f"{field}.{key}", f"key {key!r} is not allowed (pattern {key_re.pattern})")
         if not isinstance(item, str):
             raise _fail(f"{field}.{key}", f"must be a string, got {type(item).__name__}")
@@ -101,8 +106,41 @@ def _int(body: dict[str, Any], field: str, lo: int, hi: int) -> int:
     return value
 
 
+def secret_env(
+    value: Any, *, stored: dict[str, str], env: dict[str, str], field: str = "secret_env"
+) -> dict[str, str]:
+    """Validate ``secret_env``: like ``env``, plus a value of ``***`` keeps the stored value
+    (so a job read from the API, where secrets show as ``***``, can be written back), no
+    name may also be in ``env``, and both together stay within MAX_ENV."""
+    values = _string_map(value or {}, field, key_re=ENV_KEY_RE, max_items=MAX_ENV)
+    for key, item in values.items():
+        if key in env:
+            raise _fail(f"{field}.{key}", "is also set in env; a variable is one or the other")
+        if item == SECRET_MASK:
+            if key not in stored:
+                raise _fail(
+                    f"{field}.{key}", f"{SECRET_MASK!r} stands for a stored value; there is none"
+                )
+            values[key] = stored[key]
+    if len(env) + len(values) > MAX_ENV:
+        raise _fail(field, f"env and {field} together must have at most {MAX_ENV} entries")
+    return values
+
+
+def masked(doc: dict[str, Any]) -> dict[str, Any]:
+    """A copy of an API document with every secret_env value replaced by ``***``."""
+    secrets = doc.get("secret_env")
+    if not secrets:
+        return doc
+    return {**doc, "secret_env": dict.fromkeys(secrets, SECRET_MASK)}
+
+
 def to_api(row: dict[str, Any]) -> dict[str, Any]:
-    """The client-facing field names of a stored job (inverse of :func:`validate_job`)."""
+    """The client-facing field names of a stored job (inverse of :func:`validate_job`).
+
+    Secret values are included (a PATCH merges over this); :func:`masked` hides them before
+    anything leaves the process.
+    """
     return {
         "name": row["name"],
         "description": row["description"],
@@ -111,6 +149,7 @@ def to_api(row: dict[str, Any]) -> dict[str, Any]:
         "command": row["command"],
         "args": row["args"],
         "env": row["env"],
+        "secret_env": row.get("secret_env") or {},
         "cwd": row["cwd"],
         "timeout": row["timeout_seconds"],
         "max_retries": row["max_retries"],
@@ -125,10 +164,16 @@ def to_api(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def validate_job(
-    body: Any, *, base: dict[str, Any] | None = None, default_catchup: float = 60.0
+    body: Any,
+    *,
+    base: dict[str, Any] | None = None,
+    default_catchup: float = 60.0,
+    policy: ExecPolicy | None = None,
+    namespace: str = "default",
 ) -> dict[str, Any]:
     """Columns for a job from a client body; ``base`` (API fields) is merged under it (PATCH).
 
+    ``policy`` is the command allowlist (common.exec_policy); None allows every command.
     Returns every column except ``next_fire_at`` (which needs the clock).
     """
     if not isinstance(body, dict):
@@ -145,7 +190,7 @@ def validate_job(
             raise _fail(field, "is required")
 
     name = _string(merged, "name", max_len=200)
-    if not NAME_RE.match(name) or name.isdigit():
+    if not NAME_RE.fullmatch(name) or name.isdigit():
         raise _fail(
             "name",
             "must start with a letter or digit, use only letters, digits, '.', '_' or '-', "
@@ -161,6 +206,8 @@ def validate_job(
     tz = merged.get("timezone") or "UTC"
     if not isinstance(tz, str):
         raise _fail("timezone", f"must be a string, got {type(tz).__name__}")
+    if len(tz) > MAX_TIMEZONE:
+        raise _fail("timezone", f"must be at most {MAX_TIMEZONE} characters")
     try:
         parse_schedule(schedule_text, tz)
     except ScheduleError as exc:
@@ -179,7 +226,14 @@ def validate_job(
             if not isinstance(arg, str) or len(arg) > MAX_VALUE or "\x00" in arg:
                 raise _fail(f"args[{i}]", "must be a string of at most 8192 characters, no NUL")
     cols["args"] = args
+    if base is None or (base.get("command"), base.get("args")) != (cols["command"], args):
+        # Only a new or changed command is checked: pausing or re-labelling a job must keep
+        # working after the allowlist was tightened (workers still refuse to run it).
+        check_command(policy, namespace, cols["command"], args)
     cols["env"] = _string_map(merged.get("env") or {}, "env", key_re=ENV_KEY_RE, max_items=MAX_ENV)
+    cols["secret_env"] = secret_env(
+        merged.get("secret_env"), stored=(base or {}).get("secret_env") or {}, env=cols["env"]
+    )
     cols["labels"] = _string_map(
         merged.get("labels") or {}, "labels", key_re=LABEL_RE, max_items=MAX_LABELS
     )
@@ -215,7 +269,7 @@ def validate_job(
     except ValueError as exc:
         raise ValidationError(str(exc), field="overlap") from None
     catchup = merged.get("catchup") or "all"
-    if catchup not in {m.value for m in CatchupMode}:
+    if not isinstance(catchup, str) or catchup not in {m.value for m in CatchupMode}:
         raise _fail("catchup", f"must be one of all, latest, none, got {catchup!r}")
     cols["catchup"] = catchup
     cols["max_concurrency"] = (

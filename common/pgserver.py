@@ -170,6 +170,7 @@ class PgServer:
 
     def _create_database(self, timeout: float) -> None:
         import psycopg  # local import: pgserver is also used by code paths without psycopg
+        from psycopg import sql
 
         deadline = time.monotonic() + timeout
         admin = f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres"
@@ -180,7 +181,9 @@ class PgServer:
                         "SELECT 1 FROM pg_database WHERE datname = %s", (self.dbname,)
                     ).fetchone()
                     if not exists:
-                        conn.execute(f'CREATE DATABASE "{self.dbname}"')
+                        conn.execute(
+                            sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.dbname))
+                        )
                     return
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:

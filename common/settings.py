@@ -61,7 +61,7 @@ class Settings:
     ``raft_self``. Empty: listen on raft_self's port (PySyncObj binds all interfaces then)."""
     raft_peers: tuple[str, ...] = ()
     """The other controllers' Raft addresses (host:port), not including this node."""
-    raft_password: str = ""
+    raft_password: str = field(default="", repr=False)
     raft_min_timeout: float = 0.4
     raft_max_timeout: float = 0.8
     raft_append_entries_period: float = 0.08
@@ -78,6 +78,17 @@ class Settings:
     max_request_bytes: int = 1_048_576
     max_running: int = 0
     """Cluster-wide cap on runs dispatched or running at once (0 = no cap)."""
+    api_tokens: tuple[str, ...] = field(default=(), repr=False)
+    """REST API bearer tokens, each ``name:role:secret`` (role ``read`` or ``admin``)."""
+    api_tokens_file: str = ""
+    """File of hashed tokens, lines ``name role sha256:<hex>`` (``#`` comments allowed)."""
+    protect_ops_endpoints: bool = False
+    """Require a read token on /healthz, /readyz and /metrics too (open by default so probes
+    and Prometheus need no secret)."""
+    allowed_commands: str = ""
+    """JSON object namespace -> list of glob patterns a job's executable (or its shell
+    command's first word) must match; ``*`` as namespace applies to every other one.
+    Empty: every command is allowed."""
 
     # --- worker ---
     worker_id: str = ""
@@ -94,6 +105,28 @@ class Settings:
     heartbeat_interval: float = 1.0
     output_limit_bytes: int = 65_536
     drain_timeout: float = 30.0
+    worker_allowed_commands: tuple[str, ...] = ()
+    """Glob patterns on argv[0] (or a shell command's first word) this worker runs; anything
+    else is refused with reason ``not_allowed``. Empty: everything."""
+
+    # --- command-line client (chronoraft jobs|runs|dags|cluster|status) ---
+    url: tuple[str, ...] = ()
+    """Controller base URLs, tried in order until one answers (empty: 127.0.0.1:8080-8082)."""
+    token: str = field(default="", repr=False)
+    """API token the client sends as ``Authorization: Bearer <token>``."""
+
+    # --- both: cluster traffic ---
+    grpc_secret: str = field(default="", repr=False)
+    """Shared secret every controller<->worker gRPC call carries in its metadata."""
+    tls_cert: str = ""
+    """PEM certificate of this node for gRPC (server and client side); with tls_key."""
+    tls_key: str = ""
+    tls_ca: str = ""
+    """PEM CA that signed the peers' certificates; set together with tls_cert it turns on
+    mutual TLS (peers must present a certificate signed by it)."""
+    insecure_dev: bool = False
+    """Allow starting without API tokens, Raft password and gRPC secret (local development
+    only; the API is then open and every node logs a warning)."""
 
     @property
     def worker_address(self) -> str:
@@ -124,10 +157,27 @@ class Settings:
         return cls(**values)  # type: ignore[arg-type]
 
 
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def parse_bool(raw: str) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off`` (any case); anything else is an error, so a
+    typo never silently turns a safety switch off (or on)."""
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError("must be one of 1/true/yes/on or 0/false/no/off")
+
+
 def _convert(name: str, type_name: object, raw: str) -> object:
     env_name = ENV_PREFIX + name.upper()
     type_str = str(type_name)
     try:
+        if type_str == "bool":
+            return parse_bool(raw)
         if type_str == "int":
             return int(raw)
         if type_str == "float":

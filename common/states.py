@@ -21,18 +21,25 @@ __all__ = [
     "ACTIVE",
     "TERMINAL",
     "TRANSITIONS",
+    "MANUAL_ACTIONS",
     "InvalidTransition",
     "OverlapPolicy",
     "RunState",
     "can_transition",
     "check_transition",
+    "manual_target",
     "parse_overlap",
 ]
 
 
 class RunState(StrEnum):
-    """Where a run is; the string values are what PostgreSQL and the API store and show."""
+    """Where a run is; the string values are what PostgreSQL and the API store and show.
 
+    ``waiting`` and ``upstream_failed`` belong to DAG nodes: a node waits until the leader
+    finds its parents done, and is ``upstream_failed`` when a parent failed for good.
+    """
+
+    WAITING = "waiting"
     PENDING = "pending"
     DISPATCHED = "dispatched"
     RUNNING = "running"
@@ -41,6 +48,7 @@ class RunState(StrEnum):
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
+    UPSTREAM_FAILED = "upstream_failed"
 
 
 TERMINAL: frozenset[RunState] = frozenset(
@@ -50,15 +58,19 @@ TERMINAL: frozenset[RunState] = frozenset(
         RunState.TIMED_OUT,
         RunState.CANCELLED,
         RunState.SKIPPED,
+        RunState.UPSTREAM_FAILED,
     }
 )
-"""States a run never leaves."""
+"""States a run never leaves on its own (only an operator's retry or complete reopens one)."""
 
 ACTIVE: frozenset[RunState] = frozenset({RunState.DISPATCHED, RunState.RUNNING})
 """States in which a worker holds (or may hold) the run, i.e. what overlap policies count."""
 
 TRANSITIONS: Mapping[RunState, frozenset[RunState]] = MappingProxyType(
     {
+        RunState.WAITING: frozenset(
+            {RunState.PENDING, RunState.UPSTREAM_FAILED, RunState.CANCELLED, RunState.SKIPPED}
+        ),
         RunState.PENDING: frozenset({RunState.DISPATCHED, RunState.CANCELLED, RunState.SKIPPED}),
         # Back to pending: the worker refused or died before starting, or a retry is queued.
         RunState.DISPATCHED: frozenset(
@@ -114,6 +126,37 @@ def check_transition(current: RunState | str, target: RunState | str) -> None:
     """Raise ``InvalidTransition`` unless ``current -> target`` is allowed."""
     if not can_transition(current, target):
         raise InvalidTransition(current, target)
+
+
+_OPEN = frozenset({RunState.WAITING, RunState.PENDING, RunState.DISPATCHED, RunState.RUNNING})
+_RETRYABLE = frozenset({RunState.FAILED, RunState.TIMED_OUT, RunState.CANCELLED})
+
+MANUAL_ACTIONS: Mapping[str, tuple[frozenset[RunState], RunState]] = MappingProxyType(
+    {
+        # An operator vouches for the work (e.g. done by hand): also unblocks descendants.
+        "complete": (
+            _OPEN | _RETRYABLE | {RunState.UPSTREAM_FAILED},
+            RunState.SUCCEEDED,
+        ),
+        "fail": (_OPEN, RunState.FAILED),
+        # A new attempt; the node waits for the leader to find its parents done again.
+        "retry": (_RETRYABLE, RunState.WAITING),
+        # Active runs are asked to stop; their worker reports them cancelled.
+        "cancel": (_OPEN, RunState.CANCELLED),
+    }
+)
+"""Operator actions on a DAG node: the states each may start from, and where it leads.
+
+These are the only moves that leave a terminal state, and only by an explicit request."""
+
+
+def manual_target(action: str, current: RunState | str) -> RunState:
+    """Where ``action`` takes a node in ``current``; ``InvalidTransition`` if it makes no sense."""
+    allowed, target = MANUAL_ACTIONS[action]
+    state = _state(current)
+    if state is None or state not in allowed:
+        raise InvalidTransition(current, action)
+    return target
 
 
 class OverlapPolicy(StrEnum):

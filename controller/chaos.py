@@ -238,7 +238,9 @@ class ChaosRun:
                 "max_retries": 2,
                 "retry_backoff": "1s",
             }
-            status, job = http_json("POST", f"{base}/api/v1/jobs", body, timeout=10)
+            status, job = http_json(
+                "POST", f"{base}/api/v1/jobs", body, timeout=10, token=cluster.admin_token
+            )
             if status != 201:
                 raise ChaosError(f"cannot create job {name}: {status} {job}")
             self.job_ids.append(int(job["id"]))
@@ -461,7 +463,7 @@ class ChaosRun:
                 for name in names:
                     url = f"{cluster.url(name)}/api/v1/jobs/{job_id}/pause"
                     try:
-                        status, _ = http_json("POST", url, timeout=10)
+                        status, _ = http_json("POST", url, timeout=10, token=cluster.admin_token)
                     except OSError:
                         continue
                     if status == 200:

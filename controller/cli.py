@@ -1,4 +1,5 @@
-"""``chronoraft`` command line: controller, worker, up, migrate, status, demo, chaos.
+"""``chronoraft`` command line: controller, worker, up, migrate, demo, chaos, and the API
+client commands jobs, runs, dags, cluster (and status) from controller/cli_client/.
 
 Flags override ``CHRONORAFT_*`` environment variables, which override built-in defaults.
 """
@@ -9,7 +10,13 @@ import argparse
 import sys
 from typing import Any
 
+from common.secure_start import Role, check_start
 from common.settings import Settings, SettingsError, parse_labels
+from controller.cli_client import cluster as cli_cluster
+from controller.cli_client import dags as cli_dags
+from controller.cli_client import jobs as cli_jobs
+from controller.cli_client import runs as cli_runs
+from controller.cli_client.common import client_options
 
 
 def _settings(args: argparse.Namespace, **mapping: str) -> Settings:
@@ -21,6 +28,12 @@ def _settings(args: argparse.Namespace, **mapping: str) -> Settings:
         if value is not None:
             changes[field] = value
     return base.with_overrides(**changes)
+
+
+def _refuse_unprotected(settings: Settings, role: Role) -> None:
+    """SettingsError (exit 2) when a secret is missing, unless --insecure-dev; then warn."""
+    for missing in check_start(settings, role):
+        print(f"chronoraft {role}: INSECURE DEV MODE: {missing}", file=sys.stderr)
 
 
 def cmd_controller(args: argparse.Namespace) -> int:
@@ -35,9 +48,11 @@ def cmd_controller(args: argparse.Namespace) -> int:
         raft_self="raft_self",
         database_url="database_url",
         data_dir="data_dir",
+        insecure_dev="insecure_dev",
     )
     if peers is not None:
         settings = settings.with_overrides(raft_peers=peers)
+    _refuse_unprotected(settings, "controller")
     return main(settings)
 
 
@@ -51,6 +66,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         http_port="worker_http_port",
         concurrency="worker_concurrency",
         data_dir="data_dir",
+        insecure_dev="insecure_dev",
     )
     if args.labels is not None:
         settings = settings.with_overrides(worker_labels=parse_labels(args.labels))
@@ -58,6 +74,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         settings = settings.with_overrides(
             controllers=tuple(c for c in args.controllers.split(",") if c)
         )
+    _refuse_unprotected(settings, "worker")
     return main(settings)
 
 
@@ -73,16 +90,23 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_certs(args: argparse.Namespace) -> int:
+    from controller.certs import write_dev_certs
+
+    try:
+        paths = write_dev_certs(args.out, hosts=args.host or [], days=args.days)
+    except FileExistsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for path in paths:
+        print(path)
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from controller.up import run_up
 
     return run_up(args)
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from controller.status import print_status
-
-    return print_status(args.url, as_json=args.json)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -111,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raft-peers", help="the other controllers' Raft addresses, comma separated")
     p.add_argument("--database-url")
     p.add_argument("--data-dir")
+    p.add_argument(
+        "--insecure-dev",
+        action="store_true",
+        default=None,
+        help="start without API tokens / Raft password / gRPC secret (development only)",
+    )
     p.set_defaults(func=cmd_controller)
 
     p = sub.add_parser("worker", help="run one worker node")
@@ -121,7 +151,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", help="key=value,key=value")
     p.add_argument("--controllers", help="ControllerService addresses, comma separated")
     p.add_argument("--data-dir")
+    p.add_argument(
+        "--insecure-dev",
+        action="store_true",
+        default=None,
+        help="start without API tokens / Raft password / gRPC secret (development only)",
+    )
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("certs", help="make a development CA and a node certificate for gRPC TLS")
+    p.add_argument("--out", required=True, help="directory for ca.crt, node.crt, node.key, ...")
+    p.add_argument(
+        "--host",
+        action="append",
+        help="extra DNS name or IP address the certificate is valid for (repeatable; "
+        "localhost, 127.0.0.1 and ::1 are always included)",
+    )
+    p.add_argument("--days", type=int, default=365, help="validity (default 365)")
+    p.set_defaults(func=cmd_certs)
 
     p = sub.add_parser("up", help="start PostgreSQL (if needed), 3 controllers and workers")
     p.add_argument("--controllers", type=int, default=3)
@@ -145,14 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--database-url")
     p.set_defaults(func=cmd_migrate)
 
-    p = sub.add_parser("status", help="show the cluster as each controller sees it")
-    p.add_argument(
-        "--url",
-        action="append",
-        help="controller base URL (repeatable); default CHRONORAFT_URL or 127.0.0.1:8080-8082",
-    )
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_status)
+    client_flags = client_options()
+    for client_commands in (cli_jobs, cli_runs, cli_dags, cli_cluster):
+        client_commands.add_parser(sub, client_flags)
 
     p = sub.add_parser("demo", help="guided fault-tolerance demos (failover: SIGKILL the leader)")
     p.add_argument("scenario", choices=["failover"])
@@ -163,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
         const="",
         help="use a running cluster's controllers (repeatable or comma separated; bare "
         "--url: CHRONORAFT_URL or 127.0.0.1:8080-8082); default: start a private one",
+    )
+    p.add_argument(
+        "--token", help="admin API token of the --url cluster (default CHRONORAFT_TOKEN)"
     )
     p.add_argument("--keep", action="store_true", help="leave the private cluster running")
     p.add_argument(

@@ -76,8 +76,10 @@ class LeaderView:
 class Observer:
     """Talks to the controllers over REST, skipping the ones that stopped answering."""
 
-    def __init__(self, urls: list[str]) -> None:
+    def __init__(self, urls: list[str], token: str | None = None) -> None:
         self.urls = [u.rstrip("/") for u in urls]
+        self.token = token
+        """API token (admin: the demo creates a job); None: CHRONORAFT_TOKEN."""
         self.dead: set[str] = set()
 
     def alive_urls(self) -> list[str]:
@@ -85,7 +87,7 @@ class Observer:
 
     def cluster(self, url: str) -> dict[str, Any] | None:
         try:
-            status, body = http_json("GET", url + "/api/v1/cluster", timeout=1.0)
+            status, body = http_json("GET", url + "/api/v1/cluster", timeout=1.0, token=self.token)
         except OSError:
             return None
         return body if status == 200 and isinstance(body, dict) else None
@@ -105,7 +107,7 @@ class Observer:
         last: Any = None
         for url in self.alive_urls():
             try:
-                status, reply = http_json(method, url + path, body, timeout=5.0)
+                status, reply = http_json(method, url + path, body, timeout=5.0, token=self.token)
             except OSError as exc:
                 last = exc
                 continue
@@ -311,7 +313,7 @@ def own_cluster(keep: bool) -> Iterator[tuple[Observer, Callable[[LeaderView], N
         def kill(leader: LeaderView) -> None:
             cluster.kill(by_url[leader.url])  # the whole process group, then reaped
 
-        yield Observer(list(by_url)), kill
+        yield Observer(list(by_url), cluster.admin_token), kill
     finally:
         if keep and cluster is not None:
             _keep(cluster, pg)
@@ -331,6 +333,7 @@ def _keep(cluster: LocalCluster, pg: Any) -> None:
             cluster.start(name)
             say(f"restarted {name} (pid {cluster.nodes[name].pid}); it rejoins as a follower")
     say(f"left running (--keep); PostgreSQL at {pg.url}, logs in {cluster.base_dir}/logs")
+    say(f"  admin token: {cluster.admin_token}  read token: {cluster.read_token}")
     for name, node in cluster.nodes.items():
         say(f"  {node.kind:<10} {name}: {node.url}  (pid {node.pid})")
     pids = " ".join(str(n.pid) for n in cluster.nodes.values() if n.pid)
@@ -349,18 +352,21 @@ def _is_controller_process(pid: int) -> bool:
     return b"controller" in argv and any(b"chronoraft" in a or b"controller" in a for a in argv)
 
 
-def existing_cluster(urls: list[str]) -> tuple[Observer, Callable[[LeaderView], None]]:
+def existing_cluster(
+    urls: list[str], token: str | None
+) -> tuple[Observer, Callable[[LeaderView], None]]:
     hosts = {urlsplit(u).hostname for u in urls}
     if not hosts <= LOOPBACK:
         raise DemoError(
             f"--url must point at controllers on this machine (the demo sends SIGKILL): {hosts}"
         )
-    observer = Observer(urls)
+    observer = Observer(urls, token)
     reachable = [u for u in observer.urls if observer.cluster(u)]
     if len(reachable) < 2:
         raise DemoError(
             f"need at least two reachable controllers, got {reachable or 'none'} from {urls}; "
-            "give every controller's URL, e.g. the three `chronoraft up` printed"
+            "give every controller's URL, e.g. the three `chronoraft up` printed, and its "
+            "admin token (--token or CHRONORAFT_TOKEN)"
         )
     observer.urls = reachable
 
@@ -390,7 +396,7 @@ def run_demo(args: argparse.Namespace) -> int:
             with own_cluster(args.keep) as (observer, kill):
                 ok = failover(observer, kill, args.observe)
         else:
-            observer, kill = existing_cluster(urls)
+            observer, kill = existing_cluster(urls, args.token)
             ok = failover(observer, kill, args.observe)
             say(
                 "note: the killed controller stays down; `chronoraft up` does not restart "

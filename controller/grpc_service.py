@@ -87,6 +87,8 @@ class ControllerService(pb_grpc.ControllerServiceServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"database unavailable: {exc}")
             raise
         self.metrics.results.labels(outcome).inc()
+        if outcome == "retrying":
+            self.metrics.retries.labels("result").inc()
         log.info(
             "result stored",
             extra=ctx(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import secrets
 import signal
 import socket
 import subprocess
@@ -48,12 +49,21 @@ def free_port_block(n: int, low: int = 20000, high: int = 60000) -> int:
     raise ClusterError("no block of free ports on 127.0.0.1")
 
 
-def http_json(method: str, url: str, body: Any = None, timeout: float = 5.0) -> tuple[int, Any]:
-    """A tiny JSON HTTP client (stdlib only); returns (status, decoded body or text)."""
+def http_json(
+    method: str, url: str, body: Any = None, timeout: float = 5.0, token: str | None = None
+) -> tuple[int, Any]:
+    """A tiny JSON HTTP client (stdlib only); returns (status, decoded body or text).
+
+    ``token`` is sent as ``Authorization: Bearer``; None means ``CHRONORAFT_TOKEN`` from the
+    environment, as for the CLI client commands ("" sends no token).
+    """
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         req.add_header("Content-Type", "application/json")
+    bearer = os.environ.get("CHRONORAFT_TOKEN", "") if token is None else token
+    if bearer:
+        req.add_header("Authorization", f"Bearer {bearer}")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             raw = resp.read()
@@ -101,6 +111,12 @@ class LocalCluster:
     worker_http_base: int = 9100
     worker_concurrency: int = 4
     raft_password: str = "chronoraft-dev-password"
+    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    """API token named ``admin`` with role admin (generated per cluster unless given)."""
+    read_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    """API token named ``reader`` with role read."""
+    grpc_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    """Shared secret of every controller<->worker gRPC call."""
     extra_env: dict[str, str] = field(default_factory=dict)
     log_level: str = "INFO"
     raft_proxy_ports: tuple[int, ...] = ()
@@ -131,6 +147,7 @@ class LocalCluster:
             CHRONORAFT_DATABASE_URL=self.database_url,
             CHRONORAFT_DATA_DIR=str(self.base_dir / "data"),
             CHRONORAFT_LOG_LEVEL=self.log_level,
+            CHRONORAFT_GRPC_SECRET=self.grpc_secret,
             PYTHONUNBUFFERED="1",
         )
         env.update(self.extra_env)
@@ -146,6 +163,9 @@ class LocalCluster:
             CHRONORAFT_RAFT_SELF=raft[i],
             CHRONORAFT_RAFT_PEERS=",".join(a for k, a in enumerate(raft) if k != i),
             CHRONORAFT_RAFT_PASSWORD=self.raft_password,
+        )
+        env.setdefault(  # extra_env may bring its own tokens
+            "CHRONORAFT_API_TOKENS", f"admin:admin:{self.admin_token},reader:read:{self.read_token}"
         )
         if self.raft_proxy_ports:
             env["CHRONORAFT_RAFT_BIND"] = f"127.0.0.1:{self.raft_bind_port(f'c{i + 1}')}"
@@ -257,7 +277,9 @@ class LocalCluster:
 
     def cluster_info(self, name: str, timeout: float = 2.0) -> dict[str, Any] | None:
         try:
-            status, body = http_json("GET", self.url(name) + "/api/v1/cluster", timeout=timeout)
+            status, body = http_json(
+                "GET", self.url(name) + "/api/v1/cluster", timeout=timeout, token=self.read_token
+            )
         except OSError:
             return None
         return body if status == 200 and isinstance(body, dict) else None

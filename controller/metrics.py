@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+RETRY_CAUSES = ("result", "worker_lost")
 
 
 class ControllerMetrics:
@@ -71,4 +72,54 @@ class ControllerMetrics:
         )
         self.grpc_errors = Counter(
             "chronoraft_grpc_errors_total", "Failed calls to workers, by code", ["code"], registry=r
+        )
+        self.retries = Counter(
+            "chronoraft_retries_total",
+            "Failed attempts given another try, by cause (result: the worker reported a "
+            "failure or timeout; worker_lost: the worker stopped heartbeating)",
+            ["cause"],
+            registry=r,
+        )
+        for cause in RETRY_CAUSES:
+            self.retries.labels(cause)
+
+        # Read from PostgreSQL when /metrics is scraped (controller/scrape.py): the same on
+        # every controller, so any one of them, or all behind one job, can be scraped.
+        self.runs = Gauge(
+            "chronoraft_runs", "Runs by state in PostgreSQL (read at scrape)", ["state"], registry=r
+        )
+        self.cluster_epoch = Gauge(
+            "chronoraft_cluster_epoch",
+            "Epoch of the leadership claimed in PostgreSQL (read at scrape); rises on failover",
+            registry=r,
+        )
+        self.workers = Gauge(
+            "chronoraft_workers",
+            "Registered workers by status: alive, lost, draining (read at scrape)",
+            ["status"],
+            registry=r,
+        )
+        self.worker_running = Gauge(
+            "chronoraft_fleet_running",
+            "Runs each live worker reports running (read at scrape)",
+            ["worker"],
+            registry=r,
+        )
+        self.worker_capacity = Gauge(
+            "chronoraft_fleet_capacity",
+            "Runs each live worker may run at once (read at scrape)",
+            ["worker"],
+            registry=r,
+        )
+        self.db_up = Gauge(
+            "chronoraft_db_up",
+            "1 when the last scrape could read PostgreSQL; the read-at-scrape gauges keep "
+            "their previous values while it is 0",
+            registry=r,
+        )
+        self.dag_runs = Counter(
+            "chronoraft_dag_runs_finished_total",
+            "DAG runs the leader finished, by final state",
+            ["state"],
+            registry=r,
         )

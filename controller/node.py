@@ -15,8 +15,9 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from common import db
+from common.grpc_auth import GrpcSecurity
 from common.logging import configure, ctx
-from common.settings import Settings
+from common.settings import Settings, SettingsError
 from common.version import version
 from controller.api.app import create_app
 from controller.grpc_service import ControllerService
@@ -87,6 +88,9 @@ def migrate_with_retry(url: str, deadline_seconds: float = 120.0) -> None:
 async def run_controller(settings: Settings, stop: asyncio.Event | None = None) -> None:
     if not settings.database_url:
         raise SystemExit("CHRONORAFT_DATABASE_URL (or --database-url) is required")
+    security = GrpcSecurity.from_settings(settings)  # unreadable TLS files: stop before anything
+    if not security.secret:
+        log.warning("INSECURE: no CHRONORAFT_GRPC_SECRET, any process can heartbeat and report")
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -100,13 +104,18 @@ async def run_controller(settings: Settings, stop: asyncio.Event | None = None) 
     await pool.open(wait=False)
     raft = RaftNode(settings)
     manager = LeadershipManager(settings, raft, pool, metrics)
+    try:  # bad token file or allowlist: refuse to start, leaving nothing behind
+        app = create_app(settings, pool, metrics, NodeView(settings, raft, manager))
+    except SettingsError:
+        raft.close()
+        await pool.close()
+        raise
 
-    server = grpc.aio.server()
+    server = security.server()
     pb_grpc.add_ControllerServiceServicer_to_server(ControllerService(pool, metrics), server)
-    server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    security.add_port(server, f"{settings.grpc_host}:{settings.grpc_port}")
     await server.start()
 
-    app = create_app(settings, pool, metrics, NodeView(settings, raft, manager))
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)
@@ -156,4 +165,7 @@ def main(settings: Settings) -> int:
         asyncio.run(run_controller(settings))
     except KeyboardInterrupt:
         pass
+    except SettingsError as exc:
+        log.error("controller cannot start: %s", exc)
+        return 2
     return 0

@@ -46,14 +46,19 @@ class RaftNode:
 
     def __init__(self, settings: Settings) -> None:
         if not settings.raft_password:
-            raise RaftConfigError(
-                "CHRONORAFT_RAFT_PASSWORD is required: Raft traffic is encrypted and "
-                "authenticated with it"
+            if not settings.insecure_dev:
+                raise RaftConfigError(
+                    "CHRONORAFT_RAFT_PASSWORD is required: Raft traffic is encrypted and "
+                    "authenticated with it"
+                )
+            log.warning(
+                "INSECURE DEV MODE: no Raft password, any process reaching the Raft port "
+                "can vote and disturb elections"
             )
         journal_dir = os.path.join(settings.data_dir, settings.node_id)
         os.makedirs(journal_dir, exist_ok=True)
         conf = SyncObjConf(
-            password=settings.raft_password,
+            password=settings.raft_password or None,
             autoTick=True,
             raftMinTimeout=settings.raft_min_timeout,
             raftMaxTimeout=settings.raft_max_timeout,

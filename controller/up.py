@@ -11,11 +11,13 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from common import db
 from common.pgserver import PgServer, PgServerError
 from controller.local_cluster import ClusterError, LocalCluster, http_json
+from controller.up_progress import status_table, wait_with_progress
 
 EXAMPLE_JOBS = [
     {
@@ -54,9 +56,9 @@ def _say(message: str) -> None:
     print(f"chronoraft up: {message}", flush=True)
 
 
-def seed_examples(base_url: str) -> None:
+def seed_examples(base_url: str, token: str) -> None:
     for job in EXAMPLE_JOBS:
-        status, body = http_json("POST", f"{base_url}/api/v1/jobs", job)
+        status, body = http_json("POST", f"{base_url}/api/v1/jobs", job, token=token)
         if status == 201:
             _say(f"created example job {job['name']!r} ({job['schedule']})")
         elif status != 409:
@@ -101,24 +103,28 @@ def run_up(args: argparse.Namespace) -> int:
     try:
         _say(f"starting {args.controllers} controllers and {args.workers} workers ...")
         cluster.start_all()
+        started = time.monotonic()
         try:
-            leader = cluster.wait_ready(timeout=90)
+            leader = wait_with_progress(cluster, 90, _say)
         except ClusterError as exc:
             _say(f"cluster did not become ready: {exc}")
             for name in cluster.nodes:
                 print(f"--- {name} ---\n{cluster.tail(name)}", file=sys.stderr)
             return 1
         if not args.no_examples:
-            seed_examples(cluster.url(leader))
-        _say(f"ready. leader: {leader} (pid {cluster.nodes[leader].pid})")
-        for name in cluster.controller_names:
-            node = cluster.nodes[name]
-            print(f"  controller {name}: {node.url}  (pid {node.pid})")
-        for name in cluster.worker_names:
-            node = cluster.nodes[name]
-            print(f"  worker     {name}: metrics {node.url}/metrics  (pid {node.pid})")
+            seed_examples(cluster.url(leader), cluster.admin_token)
+        elapsed = time.monotonic() - started
+        _say(f"ready in {elapsed:.1f}s. leader: {leader} (pid {cluster.nodes[leader].pid})")
+        print(status_table(cluster))
+        print(f"  dashboard: {cluster.url('c1')}/   API docs: {cluster.url('c1')}/api/docs")
         print(f"  logs: {base / 'logs'}")
-        print(f"  try:  curl -s {cluster.url('c1')}/api/v1/cluster")
+        print(f"  admin token: {cluster.admin_token}   (writes; the dashboard asks for one)")
+        print(f"  read token:  {cluster.read_token}   (reads only)")
+        print(f"  export CHRONORAFT_TOKEN={cluster.admin_token}")
+        print(
+            f'  try:  curl -s -H "Authorization: Bearer $CHRONORAFT_TOKEN" '
+            f"{cluster.url('c1')}/api/v1/cluster"
+        )
         print("  Ctrl-C stops everything.", flush=True)
         stopping.wait(timeout=args.exit_after)
     finally:

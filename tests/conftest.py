@@ -16,9 +16,19 @@ import pytest
 from common import db
 from common.pgserver import PgServer
 from controller.local_cluster import LocalCluster, free_port_block
+from tests.helpers import ADMIN_TOKEN
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 _db_counter = itertools.count()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _client_token() -> Iterator[None]:
+    """Raw ``http_json`` calls read CHRONORAFT_TOKEN, like the CLI: the clusters' admin token."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("CHRONORAFT_TOKEN", ADMIN_TOKEN)
+    yield
+    patch.undo()
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +71,7 @@ def _dump_logs(cluster: LocalCluster, label: str) -> None:
 def build_cluster(base_dir: Path, database_url: str, **kwargs: object) -> LocalCluster:
     controllers = int(kwargs.pop("controllers", 3))  # type: ignore[arg-type]
     workers = int(kwargs.pop("workers", 2))  # type: ignore[arg-type]
+    kwargs.setdefault("admin_token", ADMIN_TOKEN)
     base = free_port_block(40)
     return LocalCluster(
         base_dir=base_dir,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -10,6 +11,9 @@ from typing import Any, TypeVar
 from controller.local_cluster import http_json
 
 T = TypeVar("T")
+
+ADMIN_TOKEN = f"test-admin-{secrets.token_hex(12)}"
+"""The admin API token of every cluster the tests start (see conftest.build_cluster)."""
 
 
 class Unavailable(AssertionError):
@@ -37,8 +41,10 @@ def wait_until(
     raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last: {last!r})")
 
 
-def api(method: str, base: str, path: str, body: Any = None) -> tuple[int, Any]:
-    return http_json(method, base + path, body, timeout=10)
+def api(
+    method: str, base: str, path: str, body: Any = None, token: str = ADMIN_TOKEN
+) -> tuple[int, Any]:
+    return http_json(method, base + path, body, timeout=10, token=token)
 
 
 def all_runs(base: str, job_id: int) -> list[dict[str, Any]]:

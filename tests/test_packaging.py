@@ -88,6 +88,39 @@ def test_compose_file_matches_the_cli_and_settings() -> None:
     grpc_targets = {f"{c}:9090" for c in controllers}
     assert set(worker_env["CHRONORAFT_CONTROLLERS"].split(",")) == grpc_targets
     assert "ports" not in services["worker"], "fixed host ports would break --scale worker=N"
+    assert "container_name" not in services["worker"], "a fixed name would break --scale"
+
+
+def test_compose_services_have_health_checks_volumes_and_known_flags() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    subcommands = _subcommand_flags()
+    for name, svc in services.items():
+        assert svc.get("healthcheck", {}).get("test"), f"{name}: no health check"
+        if name == "postgres":
+            assert any(v.startswith("pgdata:") for v in svc["volumes"])
+            continue
+        command = svc["command"]
+        flags = {arg.split("=")[0] for arg in command[1:] if arg.startswith("--")}
+        assert flags <= subcommands[command[0]], f"{name}: unknown flags {flags}"
+        assert svc.get("volumes"), f"{name}: its data dir (Raft journal, spool) needs a volume"
+        if name.startswith("controller"):
+            port = svc["environment"]["CHRONORAFT_HTTP_PORT"]
+            assert f"127.0.0.1:{port}/healthz" in " ".join(svc["healthcheck"]["test"])
+
+
+def test_local_topology_flags_exist_for_chronoraft_up() -> None:
+    assert {"--controllers", "--workers"} <= _subcommand_flags()["up"]
+    args = build_parser().parse_args(["up", "--controllers", "3", "--workers", "5"])
+    assert (args.controllers, args.workers) == (3, 5)
+
+
+def test_readme_docker_demo_names_real_services() -> None:
+    readme = (ROOT / "README.md").read_text()
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    killed = re.findall(r"docker compose kill (\w+)", readme)
+    assert killed, "README should show the kill-the-leader demo with docker compose kill"
+    assert set(killed) <= set(services)
+    assert "--scale worker=" in readme
 
 
 def test_compose_config_validates_when_docker_compose_exists() -> None:

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import grpc
 
+from common.grpc_auth import GrpcSecurity
 from proto import chronoraft_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
@@ -44,10 +45,11 @@ class NoControllerError(RuntimeError):
 class ControllerPool:
     """One lazily created channel per controller address, tried in failover order."""
 
-    def __init__(self, addresses: Sequence[str]) -> None:
+    def __init__(self, addresses: Sequence[str], security: GrpcSecurity | None = None) -> None:
         if not addresses:
             raise ValueError("at least one controller address is required")
         self.addresses = tuple(addresses)
+        self._security = security or GrpcSecurity()
         self._preferred = 0
         self._channels: dict[str, grpc.aio.Channel] = {}
 
@@ -64,7 +66,7 @@ class ControllerPool:
     def stub(self, address: str) -> pb_grpc.ControllerServiceStub:
         channel = self._channels.get(address)
         if channel is None:
-            channel = grpc.aio.insecure_channel(address, options=list(CHANNEL_OPTIONS))
+            channel = self._security.channel(address, CHANNEL_OPTIONS)
             self._channels[address] = channel
         return pb_grpc.ControllerServiceStub(channel)
 

@@ -16,8 +16,10 @@ import signal
 
 import grpc
 
+from common.exec_policy import PolicyError, check_patterns
+from common.grpc_auth import GrpcSecurity
 from common.logging import configure, ctx
-from common.settings import Settings
+from common.settings import Settings, SettingsError
 from proto import chronoraft_pb2_grpc as pb_grpc
 from worker.controllers import ControllerPool
 from worker.executor import KILL_GRACE_SECONDS
@@ -52,12 +54,16 @@ def _check(settings: Settings) -> None:
         raise WorkerStartupError("CHRONORAFT_CONTROLLERS lists no controller address")
     if settings.heartbeat_interval <= 0:
         raise WorkerStartupError("CHRONORAFT_HEARTBEAT_INTERVAL must be positive")
+    try:
+        check_patterns(settings.worker_allowed_commands, "CHRONORAFT_WORKER_ALLOWED_COMMANDS")
+    except PolicyError as exc:
+        raise WorkerStartupError(str(exc)) from exc
 
 
-def _bind(server: grpc.aio.Server, settings: Settings) -> int:
+def _bind(server: grpc.aio.Server, settings: Settings, security: GrpcSecurity) -> int:
     address = f"{settings.worker_host}:{settings.worker_port}"
     try:
-        port = server.add_insecure_port(address)
+        port = security.add_port(server, address)
     except RuntimeError as exc:
         raise WorkerStartupError(
             f"cannot listen for gRPC on {address}: port in use or address not available"
@@ -74,8 +80,14 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     use the real port.
     """
     _check(settings)
-    server = grpc.aio.server(options=list(SERVER_OPTIONS))
-    port = _bind(server, settings)
+    try:
+        security = GrpcSecurity.from_settings(settings)
+    except SettingsError as exc:
+        raise WorkerStartupError(str(exc)) from exc
+    if not security.secret:
+        log.warning("INSECURE: no CHRONORAFT_GRPC_SECRET, anyone reaching gRPC can run tasks here")
+    server = security.server(SERVER_OPTIONS)
+    port = _bind(server, settings, security)
     if port != settings.worker_port:
         settings = settings.with_overrides(worker_port=port)
     worker_id = settings.effective_worker_id
@@ -87,7 +99,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         raise WorkerStartupError(f"cannot open the result spool: {exc}") from exc
     marks = RunningMarks(spool)
     metrics = WorkerMetrics()
-    controllers = ControllerPool(settings.controllers)
+    controllers = ControllerPool(settings.controllers, security)
     reporter = Reporter(spool, controllers, metrics)
     service = WorkerService(settings, spool, metrics, on_result=reporter.wake, marks=marks)
     heartbeater = Heartbeater(settings, controllers, service, metrics)

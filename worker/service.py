@@ -10,7 +10,8 @@ The rules a controller can rely on:
   does not start it again.
 * Refusals: ``draining`` (shutting down), ``at_capacity`` (``worker_concurrency`` attempts
   running), ``superseded`` (a newer attempt of the same run is running here),
-  ``unsupported_kind`` (a task kind this worker cannot run; retrying here will not help).
+  ``unsupported_kind`` (a task kind this worker cannot run; retrying here will not help),
+  ``not_allowed`` (a command outside CHRONORAFT_WORKER_ALLOWED_COMMANDS; neither will).
 * Kinds: ``cmd`` (also the empty kind) runs a process group, ``http`` sends one request;
   both end in the same TaskResult, so spooling, reporting and cancelling do not care which.
 * A newer attempt of a run that is still running here cancels the older attempt.
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from common.exec_policy import check_patterns, refusal
 from common.logging import ctx
 from common.settings import Settings
 from proto import chronoraft_pb2 as pb
@@ -54,6 +56,8 @@ REASON_DRAINING = "draining"
 REASON_AT_CAPACITY = "at_capacity"
 REASON_SUPERSEDED = "superseded"
 REASON_UNSUPPORTED_KIND = "unsupported_kind"
+REASON_NOT_ALLOWED = "not_allowed"
+"""The command is not on this worker's allowlist (CHRONORAFT_WORKER_ALLOWED_COMMANDS)."""
 REASON_DUPLICATE = "duplicate"
 """Set on an *accepted* reply: the attempt was already running or finished here."""
 
@@ -176,6 +180,9 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
     ) -> None:
         self._worker_id = settings.effective_worker_id
         self._concurrency = settings.worker_concurrency
+        self._allowed = check_patterns(
+            settings.worker_allowed_commands, "CHRONORAFT_WORKER_ALLOWED_COMMANDS"
+        )
         self._default_output_limit = settings.output_limit_bytes
         self._spool = spool
         self._metrics = metrics
@@ -270,7 +277,12 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         self, request: pb.RunTaskRequest, context: grpc.aio.ServicerContext
     ) -> pb.RunTaskReply:
         key = (request.run_id, request.attempt)
-        log_ctx = ctx(run_id=request.run_id, attempt=request.attempt, epoch=request.epoch)
+        log_ctx = ctx(
+            run_id=request.run_id,
+            job_id=request.job_id,
+            attempt=request.attempt,
+            epoch=request.epoch,
+        )
         if not await self.observe_epoch(request.epoch):
             log.warning(
                 "RunTask refused: epoch %d < %d", request.epoch, self._highest_epoch, extra=log_ctx
@@ -280,6 +292,11 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         if spec is None:
             log.warning("RunTask refused: unsupported kind %r", request.kind, extra=log_ctx)
             return self._refuse(REASON_UNSUPPORTED_KIND)
+        if isinstance(spec, TaskSpec) and self._allowed:
+            refused = refusal(self._allowed, spec.command, None if spec.use_shell else spec.args)
+            if refused is not None:
+                log.warning("RunTask refused: %s", refused, extra=log_ctx)
+                return self._refuse(REASON_NOT_ALLOWED)
 
         # Every decision below is taken without an await in between, up to the registration of
         # the attempt: otherwise two identical RunTask calls could both start it.

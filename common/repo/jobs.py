@@ -23,6 +23,18 @@ def _bind(cols: dict[str, Any]) -> dict[str, Any]:
     return bound
 
 
+async def _store_secret_env(
+    conn: AsyncConnection[Any], row: dict[str, Any], cols: dict[str, Any]
+) -> None:
+    """Write ``secret_env`` in the caller's transaction, by its own statement (the column
+    came with migration 0004; job_insert/job_update predate it)."""
+    if "secret_env" in cols:
+        await conn.execute(
+            q("job_secret_env_set"), {"id": row["id"], "secret_env": Jsonb(cols["secret_env"])}
+        )
+        row["secret_env"] = cols["secret_env"]
+
+
 def _duplicate(name: str) -> Conflict:
     return Conflict(f"name: a job named {name!r} already exists", field="name")
 
@@ -34,6 +46,7 @@ async def create(conn: AsyncConnection[Any], cols: dict[str, Any]) -> dict[str, 
             cur = await conn.execute(q("job_insert"), _bind(cols))
             row = await cur.fetchone()
             assert row is not None
+            await _store_secret_env(conn, row, cols)
             await conn.execute(q("job_notify"), {"id": row["id"]})
     except psycopg.errors.UniqueViolation:
         raise _duplicate(cols["name"]) from None
@@ -42,7 +55,7 @@ async def create(conn: AsyncConnection[Any], cols: dict[str, Any]) -> dict[str, 
 
 async def get(conn: AsyncConnection[Any], ref: str | int) -> dict[str, Any]:
     """A live job by numeric id or by name."""
-    if isinstance(ref, int) or str(ref).isdigit():
+    if isinstance(ref, int) or (str(ref).isascii() and str(ref).isdigit()):
         cur = await conn.execute(q("job_get"), {"id": int(ref)})
     else:
         cur = await conn.execute(q("job_get_by_name"), {"name": str(ref)})
@@ -73,6 +86,7 @@ async def update_locked(
     row = await cur.fetchone()
     if row is None:
         raise NotFound(f"job {job_id} not found")
+    await _store_secret_env(conn, row, cols)
     await conn.execute(q("job_notify"), {"id": job_id})
     return row
 

@@ -16,7 +16,7 @@ from psycopg import AsyncConnection
 from common.backoff import retry_delay
 from common.db import q
 from common.errors import Conflict, NotFound
-from common.states import ACTIVE, TERMINAL, RunState
+from common.states import ACTIVE, RunState
 
 
 @dataclass(frozen=True)
@@ -264,6 +264,12 @@ async def state_counts(conn: AsyncConnection[Any]) -> dict[str, int]:
 # ----- results (worker reports and the reaper) -----
 
 
+WORKER_OUTCOMES = frozenset(
+    {RunState.SUCCEEDED, RunState.FAILED, RunState.TIMED_OUT, RunState.CANCELLED}
+)
+"""How an attempt can end; skipped and upstream_failed are decided before any attempt."""
+
+
 @dataclass(frozen=True)
 class AttemptResult:
     run_id: int
@@ -299,7 +305,7 @@ async def finish_attempt(
     if run["attempt"] != result.attempt or RunState(run["state"]) not in ACTIVE:
         return "duplicate"
     state = RunState(result.state)
-    if state not in TERMINAL or state is RunState.SKIPPED:
+    if state not in WORKER_OUTCOMES:
         raise ValueError(f"state: {result.state!r} is not a final attempt state")
     finished_at = result.finished_at or _utcnow()
     params = {
@@ -327,4 +333,6 @@ async def finish_attempt(
         return "retrying"
     await conn.execute(q("run_finish"), params)
     await notify(conn, "finished")
+    if run["dag_run_id"] is not None:  # the leader decides what the DAG run does next
+        await conn.execute(q("dag_run_notify"), {"id": run["dag_run_id"]})
     return "recorded"

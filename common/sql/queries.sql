@@ -48,7 +48,8 @@ RETURNING *;
 SELECT * FROM jobs WHERE id = %(id)s AND deleted_at IS NULL;
 
 -- name: job_get_by_name
-SELECT * FROM jobs WHERE name = %(name)s AND deleted_at IS NULL;
+-- Names identify cron jobs; DAG jobs are unique only within their DAG (use their id).
+SELECT * FROM jobs WHERE name = %(name)s AND deleted_at IS NULL AND role = 'cron';
 
 -- name: job_lock
 SELECT * FROM jobs WHERE id = %(id)s AND deleted_at IS NULL FOR UPDATE;
@@ -66,7 +67,7 @@ FROM jobs j
 LEFT JOIN LATERAL (
     SELECT id, state, finished_at FROM runs r WHERE r.job_id = j.id ORDER BY r.id DESC LIMIT 1
 ) lr ON true
-WHERE j.deleted_at IS NULL
+WHERE j.deleted_at IS NULL AND j.role = 'cron'
   AND (%(status)s::text IS NULL
        OR (%(status)s = 'paused' AND j.paused) OR (%(status)s = 'active' AND NOT j.paused))
   AND (%(q)s::text IS NULL OR j.name ILIKE '%%' || %(q)s || '%%')
@@ -78,11 +79,11 @@ SELECT pg_notify('chronoraft_jobs', %(id)s::text);
 
 -- name: jobs_schedulable
 SELECT id, schedule, timezone, next_fire_at, catchup_window_seconds, catchup, version
-FROM jobs WHERE deleted_at IS NULL AND NOT paused;
+FROM jobs WHERE deleted_at IS NULL AND NOT paused AND role = 'cron';
 
 -- name: job_schedulable
 SELECT id, schedule, timezone, next_fire_at, catchup_window_seconds, catchup, version, paused,
-       deleted_at
+       deleted_at, role
 FROM jobs WHERE id = %(id)s;
 
 -- name: jobs_advance
@@ -110,7 +111,7 @@ FROM unnest(%(job_ids)s::bigint[], %(slots)s::timestamptz[], %(triggers)s::text[
             %(states)s::text[], %(lates)s::boolean[], %(errors)s::text[])
      AS v(job_id, slot, trigger, state, late, error)
 JOIN jobs j ON j.id = v.job_id
-ON CONFLICT ON CONSTRAINT runs_one_per_slot DO NOTHING
+ON CONFLICT (job_id, scheduled_for) WHERE dag_run_id IS NULL DO NOTHING
 RETURNING id, job_id, scheduled_for, state;
 
 -- name: run_insert_manual
@@ -123,21 +124,24 @@ RETURNING *;
 SELECT pg_notify('chronoraft_runs', %(reason)s);
 
 -- name: run_get
-SELECT r.*, j.name AS job_name FROM runs r JOIN jobs j ON j.id = r.job_id WHERE r.id = %(id)s;
+SELECT r.*, COALESCE(j.name, jh.row->>'name') AS job_name
+FROM runs r LEFT JOIN jobs j ON j.id = r.job_id LEFT JOIN jobs_history jh ON jh.id = r.job_id
+WHERE r.id = %(id)s;
 
 -- name: run_lock
-SELECT r.*, j.retry_backoff_seconds FROM runs r JOIN jobs j ON j.id = r.job_id
+SELECT r.*, COALESCE(j.retry_backoff_seconds, 10) AS retry_backoff_seconds
+FROM runs r LEFT JOIN jobs j ON j.id = r.job_id
 WHERE r.id = %(id)s FOR UPDATE OF r;
 
 -- name: run_attempts
 SELECT * FROM run_attempts WHERE run_id = %(id)s ORDER BY attempt;
 
 -- name: runs_list
-SELECT r.id, r.job_id, j.name AS job_name, r.scheduled_for, r.trigger, r.state, r.late,
-       r.attempt, r.max_retries, r.worker_id, r.epoch, r.created_at, r.dispatched_at,
-       r.started_at, r.finished_at, r.exit_code, r.output_truncated, r.error,
-       count(*) OVER () AS total_count
-FROM runs r JOIN jobs j ON j.id = r.job_id
+SELECT r.id, r.job_id, COALESCE(j.name, jh.row->>'name') AS job_name, r.scheduled_for,
+       r.trigger, r.state, r.late, r.attempt, r.max_retries, r.worker_id, r.epoch, r.created_at,
+       r.dispatched_at, r.started_at, r.finished_at, r.exit_code, r.output_truncated, r.error,
+       r.dag_run_id, count(*) OVER () AS total_count
+FROM runs r LEFT JOIN jobs j ON j.id = r.job_id LEFT JOIN jobs_history jh ON jh.id = r.job_id
 WHERE (%(job_id)s::bigint IS NULL OR r.job_id = %(job_id)s)
   AND (%(state)s::text IS NULL OR r.state = %(state)s)
   AND (%(since)s::timestamptz IS NULL OR r.scheduled_for >= %(since)s)
@@ -146,19 +150,21 @@ ORDER BY r.id DESC
 LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: runs_claim_pending
-SELECT r.id, r.job_id, r.attempt, r.scheduled_for, j.command, j.args, j.env, j.cwd,
-       j.timeout_seconds, j.labels, j.overlap, j.max_concurrency
+SELECT r.id, r.job_id, r.attempt, r.scheduled_for, r.dag_run_id, r.input, r.idempotency_key,
+       j.name, j.kind, j.command, j.args, j.env, j.secret_env, j.cwd, j.http, j.payload, j.timeout_seconds,
+       j.labels, j.overlap, j.max_concurrency
 FROM runs r JOIN jobs j ON j.id = r.job_id
 WHERE r.state = 'pending' AND r.not_before <= now()
-ORDER BY r.not_before, r.id
+ORDER BY j.priority DESC, r.not_before, r.id
 LIMIT %(limit)s
 FOR UPDATE OF r SKIP LOCKED;
 
 -- name: runs_pending_of_jobs
 -- Every waiting run of the given jobs, including those deferred by the dispatcher, so a
 -- buffer starts its oldest slot first (retries still in backoff are not included).
-SELECT r.id, r.job_id, r.attempt, r.scheduled_for, j.command, j.args, j.env, j.cwd,
-       j.timeout_seconds, j.labels, j.overlap, j.max_concurrency
+SELECT r.id, r.job_id, r.attempt, r.scheduled_for, r.dag_run_id, r.input, r.idempotency_key,
+       j.name, j.kind, j.command, j.args, j.env, j.secret_env, j.cwd, j.http, j.payload, j.timeout_seconds,
+       j.labels, j.overlap, j.max_concurrency
 FROM runs r JOIN jobs j ON j.id = r.job_id
 WHERE r.job_id = ANY(%(job_ids)s::bigint[]) AND r.state = 'pending'
   AND r.not_before <= now() + make_interval(secs => %(horizon)s)
@@ -192,7 +198,7 @@ SELECT j.id, v.slot, 'backfill', 'pending', j.max_retries,
        now() + make_interval(secs => v.delay)
 FROM unnest(%(slots)s::timestamptz[], %(delays)s::double precision[]) AS v(slot, delay)
 JOIN jobs j ON j.id = %(job_id)s
-ON CONFLICT ON CONSTRAINT runs_one_per_slot DO NOTHING
+ON CONFLICT (job_id, scheduled_for) WHERE dag_run_id IS NULL DO NOTHING
 RETURNING id;
 
 -- name: runs_mark_dispatched
@@ -319,3 +325,27 @@ ORDER BY id;
 SELECT id, address, labels, capacity, running, version, draining, registered_at, last_heartbeat,
        last_heartbeat >= now() - make_interval(secs => %(lease)s) AS alive
 FROM workers ORDER BY id;
+
+-- ===== secret env =====
+
+-- name: job_secret_env_set
+-- Written in the same transaction as job_insert / job_update.
+UPDATE jobs SET secret_env = %(secret_env)s WHERE id = %(id)s;
+
+-- ===== audit =====
+
+-- name: audit_insert
+INSERT INTO audit_log (actor, role, action, method, path, target_type, target_id, status, detail)
+VALUES (%(actor)s, %(role)s, %(action)s, %(method)s, %(path)s, %(target_type)s, %(target_id)s,
+        %(status)s, %(detail)s)
+RETURNING id;
+
+-- name: audit_list
+SELECT id, at, actor, role, action, method, path, target_type, target_id, status, detail,
+       count(*) OVER () AS total_count
+FROM audit_log
+WHERE (%(actor)s::text IS NULL OR actor = %(actor)s)
+  AND (%(action)s::text IS NULL OR action = %(action)s)
+  AND (%(since)s::timestamptz IS NULL OR at >= %(since)s)
+ORDER BY id DESC
+LIMIT %(limit)s OFFSET %(offset)s;

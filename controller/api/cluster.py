@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from common.repo import leadership
 from common.repo import workers as workers_repo
+from controller import scrape
 from controller.api.serialize import iso, worker_json
 from controller.api.state import CLUSTER, METRICS, POOL, SETTINGS
 
@@ -80,5 +81,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
+    """This process's metrics, plus runs and workers read from PostgreSQL right now."""
+    settings = request.app[SETTINGS]
+    await scrape.refresh(request.app[POOL], request.app[METRICS], settings.worker_lease)
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

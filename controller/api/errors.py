@@ -15,6 +15,7 @@ import psycopg
 from aiohttp import web
 from psycopg_pool import PoolTimeout
 
+from common.dag import CycleError
 from common.errors import DomainError, ValidationError
 from controller.api.state import SETTINGS
 
@@ -25,11 +26,14 @@ STATUS_BY_CODE = {
     "not_found": 404,
     "conflict": 409,
     "invalid_transition": 409,
+    "cycle": 409,
 }
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None) -> web.Response:
-    body: dict[str, Any] = {"error": {"code": code, "message": message}}
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, **extra: Any
+) -> web.Response:
+    body: dict[str, Any] = {"error": {"code": code, "message": message, **extra}}
     if field:
         body["error"]["field"] = field
     return web.json_response(body, status=status)
@@ -44,6 +48,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except DomainError as exc:
         return error_response(STATUS_BY_CODE.get(exc.code, 400), exc.code, exc.message, exc.field)
+    except CycleError as exc:  # the whole cycle, spelled and as a list, so the client sees it
+        return error_response(409, exc.code, exc.message, exc.field, cycle=exc.cycle)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[SETTINGS].max_request_bytes
         return error_response(413, "body_too_large", f"body: larger than the {limit} byte limit")

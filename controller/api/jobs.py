@@ -8,14 +8,16 @@ from typing import Any
 from aiohttp import web
 
 from common import jobspec
-from common.errors import ValidationError
+from common.errors import Conflict, ValidationError
+from common.repo import dags as dags_repo
 from common.repo import jobs as jobs_repo
 from common.repo import runs as runs_repo
 from common.schedule import parse_schedule
+from controller.api.dag_serialize import dag_job_json
 from controller.api.errors import read_json
 from controller.api.params import body_time, choice_param, page
 from controller.api.serialize import job_json, run_json
-from controller.api.state import POOL, SETTINGS
+from controller.api.state import EXEC_POLICY, POOL, SETTINGS
 
 routes = web.RouteTableDef()
 
@@ -40,7 +42,9 @@ def _next_fire(cols: dict[str, Any], previous: dict[str, Any] | None) -> datetim
 async def create_job(request: web.Request) -> web.Response:
     body = await read_json(request)
     settings = request.app[SETTINGS]
-    cols = jobspec.validate_job(body, default_catchup=settings.default_catchup_window)
+    cols = jobspec.validate_job(
+        body, default_catchup=settings.default_catchup_window, policy=request.app[EXEC_POLICY]
+    )
     cols["next_fire_at"] = _next_fire(cols, None)
     async with request.app[POOL].connection() as conn:
         row = await jobs_repo.create(conn, cols)
@@ -63,20 +67,37 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/jobs/{ref}")
 async def get_job(request: web.Request) -> web.Response:
+    """A cron job by id or name, or a DAG job by id (the two share one id space)."""
     async with request.app[POOL].connection() as conn:
         row = await jobs_repo.get(conn, request.match_info["ref"])
+        if row["role"] == "dag":
+            return web.json_response(dag_job_json(await dags_repo.get_job(conn, row["id"])))
     return web.json_response(job_json(row))
+
+
+async def _cron_job(conn: Any, ref: str) -> dict[str, Any]:
+    """A cron job; a DAG job is changed through its definition and DAG instead (409)."""
+    job = await jobs_repo.get(conn, ref)
+    if job["role"] != "cron":
+        raise Conflict(
+            f"job {job['id']} belongs to a DAG: change its definition or DAG, not the job",
+            field="id",
+        )
+    return job
 
 
 async def _write(request: web.Request, body: Any, *, merge: bool) -> web.Response:
     settings = request.app[SETTINGS]
     async with request.app[POOL].connection() as conn:
         async with conn.transaction():
-            found = await jobs_repo.get(conn, request.match_info["ref"])
+            found = await _cron_job(conn, request.match_info["ref"])
             current = await jobs_repo.lock(conn, found["id"])
             base = jobspec.to_api(current) if merge else None
             cols = jobspec.validate_job(
-                body, base=base, default_catchup=settings.default_catchup_window
+                body,
+                base=base,
+                default_catchup=settings.default_catchup_window,
+                policy=request.app[EXEC_POLICY],
             )
             cols["next_fire_at"] = _next_fire(cols, current)
             row = await jobs_repo.update_locked(conn, current["id"], cols)
@@ -106,14 +127,15 @@ async def resume_job(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/jobs/{ref}")
 async def delete_job(request: web.Request) -> web.Response:
     async with request.app[POOL].connection() as conn:
-        job_id = await jobs_repo.delete(conn, request.match_info["ref"])
+        job = await _cron_job(conn, request.match_info["ref"])
+        job_id = await jobs_repo.delete(conn, str(job["id"]))
     return web.json_response({"deleted": job_id})
 
 
 @routes.post("/api/v1/jobs/{ref}/trigger")
 async def trigger_job(request: web.Request) -> web.Response:
     async with request.app[POOL].connection() as conn:
-        job = await jobs_repo.get(conn, request.match_info["ref"])
+        job = await _cron_job(conn, request.match_info["ref"])
         run = await runs_repo.trigger_now(conn, job["id"])
     run["job_name"] = job["name"]
     return web.json_response(run_json(run), status=201)
@@ -148,7 +170,7 @@ async def backfill_job(request: web.Request) -> web.Response:
             "rate: must be a number of runs per second in (0, 1000]", field="rate"
         )
     async with request.app[POOL].connection() as conn:
-        job = await jobs_repo.get(conn, request.match_info["ref"])
+        job = await _cron_job(conn, request.match_info["ref"])
         schedule = parse_schedule(job["schedule"], job["timezone"])
         slots = schedule.slots_between(start, end, MAX_BACKFILL_SLOTS + 1)
         if len(slots) > MAX_BACKFILL_SLOTS:

@@ -21,6 +21,7 @@ from common import jobspec
 from common.catchup import CatchupMode
 from common.states import OverlapPolicy, RunState
 from common.version import version
+from controller.api import access
 
 OPENAPI_PATH = "/api/v1/openapi.json"
 DOCS_PATH = "/api/docs"
@@ -30,7 +31,7 @@ Schema = dict[str, Any]
 # Mirrors of controller/api/params.py and jobs.py; test_openapi checks the handlers agree.
 PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, PAGE_OFFSET_MAX = 100, 1000, 10_000_000
 BACKFILL_MAX_SLOTS, BACKFILL_RATE_DEFAULT, BACKFILL_RATE_MAX = 10_000, 10, 1000
-RUN_TRIGGERS = ("schedule", "catchup", "manual", "backfill")
+RUN_TRIGGERS = ("schedule", "catchup", "manual", "backfill", "dag")
 OVERLAP_ALIASES = ("forbid", "replace")
 
 DURATION_PATTERN = r"^((\d+(\.\d*)?|\.\d+)|((\d+(\.\d*)?|\.\d+)(ms|d|h|m|s))+)$"
@@ -111,11 +112,15 @@ def job_input_properties() -> dict[str, Schema]:
         "timezone": string(
             "IANA time zone of the schedule; null or empty means UTC.",
             nullable=True,
+            maxLength=jobspec.MAX_TIMEZONE,
             default="UTC",
             example="Europe/Berlin",
         ),
         "command": string(
-            "Run by `/bin/sh -c` when `args` is absent, else the executable.",
+            "Run by `/bin/sh -c` when `args` is absent, else the executable. With "
+            "CHRONORAFT_ALLOWED_COMMANDS set, the executable (or the shell command's first "
+            "word) must match the namespace's allowlist, and a shell command may not chain "
+            "commands; otherwise 400 naming `command`.",
             minLength=1,
             maxLength=jobspec.MAX_COMMAND,
             example="echo backing up $CHRONORAFT_RUN_ID",
@@ -130,6 +135,17 @@ def job_input_properties() -> dict[str, Schema]:
         "env": {
             **string_map(
                 "Added to a minimal environment.", jobspec.ENV_KEY_RE.pattern, jobspec.MAX_ENV
+            ),
+            "nullable": True,
+        },
+        "secret_env": {
+            **string_map(
+                "Like `env`, but stored apart, passed only to the process and shown as `***` "
+                "in every answer. Sending `***` keeps the stored value of that name (so a "
+                "job read from the API can be written back). A name may not be in both `env` "
+                f"and `secret_env`; together at most {jobspec.MAX_ENV} entries.",
+                jobspec.ENV_KEY_RE.pattern,
+                jobspec.MAX_ENV,
             ),
             "nullable": True,
         },
@@ -202,6 +218,11 @@ def job_output_properties() -> dict[str, Schema]:
         "command": string(),
         "args": {"type": "array", "items": string(), "nullable": True},
         "env": {"type": "object", "additionalProperties": string()},
+        "secret_env": {
+            "type": "object",
+            "description": "Names of the secret variables; every value is `***`.",
+            "additionalProperties": string(enum=[jobspec.SECRET_MASK]),
+        },
         "cwd": string(nullable=True),
         "timeout": seconds,
         "max_retries": integer(),
@@ -240,6 +261,7 @@ def schemas() -> dict[str, Schema]:
         "started_at": timestamp(nullable=True),
         "finished_at": timestamp(nullable=True),
         "duration_seconds": {"type": "number", "nullable": True},
+        "dag_run_id": integer("Its DAG run, when it is a DAG node.", nullable=True),
     }
     attempt_props: dict[str, Schema] = {
         "attempt": integer(),
@@ -284,8 +306,8 @@ def schemas() -> dict[str, Schema]:
                     {
                         "code": string(
                             "Stable machine-readable code, e.g. invalid_field, not_found, "
-                            "conflict, invalid_transition, body_too_large, "
-                            "database_unavailable, invalid_value, internal_error.",
+                            "conflict, invalid_transition, body_too_large, unauthorized, "
+                            "forbidden, database_unavailable, invalid_value, internal_error.",
                             example="invalid_field",
                         ),
                         "message": string("For people; starts with the field when one is."),
@@ -523,6 +545,12 @@ def parameters() -> dict[str, Schema]:
 ERRORS: dict[str, tuple[str, str, str]] = {
     # status: (component name, description, example code)
     "400": ("BadRequest", "Invalid input; `field` names it.", "invalid_field"),
+    "401": (
+        "Unauthorized",
+        "No bearer token, or an unknown one (`WWW-Authenticate: Bearer`).",
+        "unauthorized",
+    ),
+    "403": ("Forbidden", "The token's role may not do this (needs admin).", "forbidden"),
     "404": ("NotFound", "No such job or run.", "not_found"),
     "409": ("Conflict", "Duplicate name or a state that forbids the request.", "conflict"),
     "413": ("TooLarge", "Body over CHRONORAFT_MAX_REQUEST_BYTES.", "body_too_large"),
@@ -609,7 +637,12 @@ def paths() -> dict[str, Schema]:
                 "getJob",
                 "jobs",
                 "One job, with its next run time.",
-                {"200": job},
+                {
+                    "200": json_response(
+                        "The cron job, or the DAG job (role `dag`) with this id.",
+                        {"oneOf": [ref("Job"), ref("DagJob")]},
+                    )
+                },
                 params=("ref",),
                 errors=(404, *DB),
             ),
@@ -637,7 +670,7 @@ def paths() -> dict[str, Schema]:
                 "Delete a job; its run history stays.",
                 {"200": json_response("Deleted.", ref("JobDeleted"))},
                 params=("ref",),
-                errors=(404, *DB),
+                errors=(404, 409, *DB),
             ),
         },
         "/api/v1/jobs/{ref}/pause": {
@@ -647,7 +680,7 @@ def paths() -> dict[str, Schema]:
                 "Stop firing slots until resumed.",
                 {"200": job},
                 params=("ref",),
-                errors=(404, *DB),
+                errors=(404, 409, *DB),
             ),
         },
         "/api/v1/jobs/{ref}/resume": {
@@ -657,7 +690,7 @@ def paths() -> dict[str, Schema]:
                 "Fire again from the next slot on.",
                 {"200": job},
                 params=("ref",),
-                errors=(404, *DB),
+                errors=(404, 409, *DB),
             ),
         },
         "/api/v1/jobs/{ref}/trigger": {
@@ -667,7 +700,7 @@ def paths() -> dict[str, Schema]:
                 "Run once now (trigger `manual`).",
                 {"201": json_response("The new run.", ref("Run"))},
                 params=("ref",),
-                errors=(404, *DB),
+                errors=(404, 409, *DB),
             ),
         },
         "/api/v1/jobs/{ref}/backfill": {
@@ -678,7 +711,7 @@ def paths() -> dict[str, Schema]:
                 {"202": json_response("Runs created (or already there).", ref("BackfillResult"))},
                 params=("ref",),
                 body="BackfillRequest",
-                errors=(*BODY, 404, *DB),
+                errors=(*BODY, 404, 409, *DB),
             ),
         },
         "/api/v1/runs": {
@@ -817,11 +850,140 @@ def paths() -> dict[str, Schema]:
                 ],
             },
         },
+        **dashboard_paths(),
     }
+
+
+def dashboard_paths() -> dict[str, Schema]:
+    """The web dashboard (controller/dashboard): an HTML page and its static files."""
+    html = {"description": "HTML page.", "content": {"text/html": {"schema": string()}}}
+    return {
+        "/": {
+            "get": operation(
+                "dashboard", "dashboard", "The web dashboard (reads this API).", {"200": html}
+            ),
+        },
+        "/static/{asset}": {
+            "get": {
+                **operation(
+                    "dashboardAsset",
+                    "dashboard",
+                    "A static file of the dashboard.",
+                    {
+                        "200": {
+                            "description": "The file.",
+                            "content": {"*/*": {"schema": string(format="binary")}},
+                        }
+                    },
+                    errors=(404,),
+                ),
+                "parameters": [
+                    {
+                        "name": "asset",
+                        "in": "path",
+                        "required": True,
+                        "schema": string(example="app.js"),
+                    }
+                ],
+            },
+        },
+    }
+
+
+def audit_schemas() -> dict[str, Schema]:
+    return {
+        "AuditEntry": obj(
+            {
+                "id": integer(),
+                "at": timestamp("When the write was answered."),
+                "actor": string("Name of the API token (`anonymous` in insecure dev mode)."),
+                "role": string(enum=list(access.ROLES)),
+                "action": string(
+                    "`<target type>.<verb>`: verbs create, replace, update, delete, or the "
+                    "action of the route (pause, resume, trigger, backfill, cancel, ...).",
+                    example="job.pause",
+                ),
+                "method": string(example="POST"),
+                "path": string(example="/api/v1/jobs/backup/pause"),
+                "target_type": string(nullable=True, example="job"),
+                "target_id": string(
+                    "The id or name from the path, or the id of what was created.",
+                    nullable=True,
+                ),
+                "status": integer("HTTP status of the answer."),
+                "detail": {
+                    "type": "object",
+                    "description": "Path parameters (`params`), the names (never the values) "
+                    "of the body's fields (`fields`), and the id in the answer (`result_id`).",
+                },
+            }
+        ),
+        "AuditList": obj(
+            {
+                "items": {"type": "array", "items": ref("AuditEntry")},
+                "total": integer("Matches across all pages."),
+                "limit": integer(),
+                "offset": integer(),
+            }
+        ),
+    }
+
+
+def audit_parameters() -> dict[str, Schema]:
+    def query(name: str, description: str, schema: Schema) -> Schema:
+        return {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": description,
+            "schema": schema,
+        }
+
+    return {
+        "audit_actor": query("actor", "Only writes by this token name.", string(maxLength=64)),
+        "audit_action": query(
+            "action", "Only this action, e.g. `job.delete`.", string(maxLength=100)
+        ),
+        "audit_since": query("since", "Only writes at or after this RFC 3339 time.", timestamp()),
+    }
+
+
+def audit_paths() -> dict[str, Schema]:
+    return {
+        "/api/v1/audit": {
+            "get": operation(
+                "listAudit",
+                "audit",
+                "Who created, changed, triggered, paused or deleted what, newest first "
+                "(admin only).",
+                {"200": json_response("A page of audit entries.", ref("AuditList"))},
+                params=("limit", "offset", "audit_actor", "audit_action", "audit_since"),
+                errors=(400, *DB),
+            ),
+        },
+    }
+
+
+def secured(all_paths: dict[str, Schema]) -> dict[str, Schema]:
+    """Mark every operation with what controller/api/access.py asks of it: public ones get
+    ``security: []``; the rest document 401, and 403 when they need the admin role."""
+    for path, item in all_paths.items():
+        for method, op in item.items():
+            role = access.needed_role(method, path, protect_ops=False)
+            if role is None:
+                op["security"] = []
+                continue
+            statuses = ("401", "403") if role == access.ADMIN else ("401",)
+            for status in statuses:
+                op["responses"][status] = {"$ref": f"#/components/responses/{ERRORS[status][0]}"}
+            op["description"] = f"Needs a token with the {role} role."
+    return all_paths
 
 
 def build_document() -> dict[str, Any]:
     """The whole OpenAPI document as plain JSON-ready data."""
+    from controller.api import openapi_dags  # here: it is built on this module's helpers
+
     return {
         "openapi": "3.0.3",
         "info": {
@@ -830,7 +992,10 @@ def build_document() -> dict[str, Any]:
             "description": (
                 "REST API of a chronoraft controller. Every controller serves the same API and "
                 "accepts writes, also followers. Errors are "
-                '`{"error": {"code", "message", "field"}}`. Times are RFC 3339 with an offset.'
+                '`{"error": {"code", "message", "field"}}`. Times are RFC 3339 with an offset. '
+                "Send `Authorization: Bearer <token>`: reads need a token with the read or admin "
+                "role, writes (and the audit trail) the admin role; health, readiness, metrics, "
+                "this document and the dashboard page are open."
             ),
             "license": {"name": "Apache-2.0"},
         },
@@ -840,12 +1005,24 @@ def build_document() -> dict[str, Any]:
             {"name": "cluster", "description": "Raft, leadership and the worker fleet."},
             {"name": "operations", "description": "Health, readiness and metrics."},
             {"name": "docs", "description": "This document and its Swagger UI."},
+            {"name": "dashboard", "description": "The web dashboard served at /."},
+            {"name": "audit", "description": "Who changed what, and when."},
+            *openapi_dags.TAGS,
         ],
-        "paths": paths(),
+        "paths": secured({**paths(), **audit_paths(), **openapi_dags.paths()}),
+        "security": [{"bearerAuth": []}],
         "components": {
-            "schemas": schemas(),
-            "parameters": parameters(),
+            "schemas": {**schemas(), **audit_schemas(), **openapi_dags.schemas()},
+            "parameters": {**parameters(), **audit_parameters(), **openapi_dags.parameters()},
             "responses": error_responses(),
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API token from CHRONORAFT_API_TOKENS or "
+                    "CHRONORAFT_API_TOKENS_FILE (`chronoraft up` prints one).",
+                }
+            },
         },
     }
 

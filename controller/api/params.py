@@ -22,6 +22,19 @@ def int_param(request: web.Request, name: str, default: int | None, lo: int, hi:
     return value
 
 
+def str_param(request: web.Request, name: str, max_len: int) -> str | None:
+    """A free-text query parameter: at most ``max_len`` characters, no NUL (PostgreSQL text
+    cannot hold one); empty means absent."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    if len(raw) > max_len:
+        raise ValidationError(f"{name}: must be at most {max_len} characters", field=name)
+    if "\x00" in raw:
+        raise ValidationError(f"{name}: must not contain NUL characters", field=name)
+    return raw
+
+
 def choice_param(request: web.Request, name: str, allowed: set[str]) -> str | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
@@ -31,6 +44,16 @@ def choice_param(request: web.Request, name: str, allowed: set[str]) -> str | No
             f"{name}: must be one of {', '.join(sorted(allowed))}, got {raw!r}", field=name
         )
     return raw
+
+
+def bool_param(request: web.Request, name: str) -> bool:
+    """``true``/``false`` (also 1/0, yes/no); absent means false."""
+    raw = (request.query.get(name) or "").lower()
+    if raw in ("", "false", "0", "no"):
+        return False
+    if raw in ("true", "1", "yes"):
+        return True
+    raise ValidationError(f"{name}: must be true or false, got {raw!r}", field=name)
 
 
 def time_param(request: web.Request, name: str) -> datetime | None:
@@ -66,7 +89,7 @@ def parse_time(raw: str, name: str) -> datetime:
 
 def id_path(request: web.Request, name: str = "id") -> int:
     raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise ValidationError(f"{name}: must be a positive integer, got {raw!r}", field=name)
     return int(raw)
 

@@ -13,7 +13,7 @@ def iso(value: datetime | None) -> str | None:
 
 
 def job_json(row: dict[str, Any]) -> dict[str, Any]:
-    doc: dict[str, Any] = {"id": row["id"], **jobspec.to_api(row)}
+    doc: dict[str, Any] = {"id": row["id"], **jobspec.masked(jobspec.to_api(row))}
     doc.update(
         next_run_at=iso(row["next_fire_at"]) if not row["paused"] else None,
         version=row["version"],
@@ -52,6 +52,7 @@ RUN_FIELDS = (
     "exit_code",
     "output_truncated",
     "error",
+    "dag_run_id",
 )
 RUN_TIMES = ("scheduled_for", "created_at", "dispatched_at", "started_at", "finished_at")
 

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from common.exec_policy import ExecPolicy
 from common.settings import Settings
 from controller.metrics import ControllerMetrics
 
@@ -23,3 +24,5 @@ SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", AsyncConnectionPool)
 METRICS = web.AppKey("metrics", ControllerMetrics)
 CLUSTER = web.AppKey("cluster", ClusterView)
+EXEC_POLICY: web.AppKey[ExecPolicy | None] = web.AppKey("exec_policy")
+"""The command allowlist (CHRONORAFT_ALLOWED_COMMANDS); None allows every command."""

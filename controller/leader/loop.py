@@ -9,7 +9,9 @@ ends. PostgreSQL errors pause the loop's parts (with backoff) instead of ending 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +26,8 @@ from common import overlap, placement
 from common.catchup import CatchupMode, plan_due
 from common.errors import Fenced
 from common.logging import ctx
+from common.repo import dag_runs as dag_runs_repo
+from common.repo import dags as dags_repo
 from common.repo import jobs as jobs_repo
 from common.repo import leadership
 from common.repo import runs as runs_repo
@@ -50,6 +54,8 @@ except ImportError:  # pragma: no cover
 
 
 WAIT_RECHECK_SECONDS = 0.5
+DAG_SWEEP_SECONDS = 5.0
+CHANNELS = ("chronoraft_jobs", "chronoraft_runs", "chronoraft_dags", "chronoraft_dag_defs")
 
 
 @dataclass
@@ -83,6 +89,50 @@ def cached_schedule(expr: str, tz: str) -> Schedule:
     return parse_schedule(expr, tz)
 
 
+def task_env(run: dict[str, Any]) -> dict[str, str]:
+    """The job's env plus who the run is, and for a DAG node its payload and inputs."""
+    env = {
+        **(run["env"] or {}),
+        **(run.get("secret_env") or {}),
+        # Let commands know which run they are (e.g. for their own idempotency).
+        "CHRONORAFT_RUN_ID": str(run["id"]),
+        "CHRONORAFT_ATTEMPT": str(run["attempt"]),
+        "CHRONORAFT_JOB_ID": str(run["job_id"]),
+        "CHRONORAFT_SCHEDULED_FOR": run["scheduled_for"].isoformat(),
+    }
+    if run["dag_run_id"] is not None:
+        env["CHRONORAFT_DAG_RUN_ID"] = str(run["dag_run_id"])
+        env["CHRONORAFT_JOB_NAME"] = run["name"]
+    if run["idempotency_key"]:
+        env["CHRONORAFT_IDEMPOTENCY_KEY"] = run["idempotency_key"]
+    if run["payload"] is not None:
+        env["CHRONORAFT_PAYLOAD"] = json.dumps(run["payload"])
+    if run["input"]:  # outputs of the node's data parents, by parent name
+        env["CHRONORAFT_INPUT"] = json.dumps(run["input"])
+        for parent, output in run["input"].items():
+            env["CHRONORAFT_INPUT_" + re.sub(r"[^A-Z0-9]", "_", parent.upper())] = output
+    return env
+
+
+def http_spec(run: dict[str, Any]) -> pb.HttpRequestSpec | None:
+    """An http job's request; a DAG job's payload, when set, is sent as the JSON body."""
+    http = run["http"]
+    if run["kind"] != "http" or not http:
+        return None
+    body = http.get("body") or ""
+    headers = {str(k): str(v) for k, v in (http.get("headers") or {}).items()}
+    if run["payload"] is not None:
+        body = json.dumps(run["payload"])
+        headers.setdefault("Content-Type", "application/json")
+    return pb.HttpRequestSpec(
+        method=http.get("method") or "GET",
+        url=http["url"],
+        headers=headers,
+        body=body,
+        expected_status=int(http.get("expected_status") or 0),
+    )
+
+
 class LeaderLoop:
     """Everything the leader does for one epoch. ``run()`` returns only by exception."""
 
@@ -98,11 +148,17 @@ class LeaderLoop:
         self.epoch = epoch
         self.metrics = metrics
         self.heap = ScheduleHeap()
+        self.dag_heap = ScheduleHeap()
+        """Scheduled DAGs; entries carry the DAG id in ``job_id``."""
         self.clients = WorkerClients()
         self._wake_scheduler = asyncio.Event()
         self._wake_dispatcher = asyncio.Event()
         self._reload_ids: set[int] = set()
+        self._reload_dag_ids: set[int] = set()
         self._reload_all = True
+        self._wake_advancer = asyncio.Event()
+        self._dirty_dag_runs: set[int] = set()
+        self._sweep_dag_runs = True
         self._listening = asyncio.Event()
         self._suspect_until: dict[str, float] = {}
         self._reap_not_before = time.monotonic() + settings.worker_lease
@@ -121,6 +177,7 @@ class LeaderLoop:
                 group.create_task(self._scheduler(), name="scheduler")
                 group.create_task(self._dispatcher(), name="dispatcher")
                 group.create_task(self._reaper(), name="reaper")
+                group.create_task(self._dag_advancer(), name="dag-advancer")
         except* Fenced as caught:
             raise caught.exceptions[0] from None
         finally:
@@ -165,25 +222,39 @@ class LeaderLoop:
                     self.settings.database_url, autocommit=True, connect_timeout=5
                 )
                 async with conn:
-                    await conn.execute("LISTEN chronoraft_jobs")
-                    await conn.execute("LISTEN chronoraft_runs")
+                    for channel in CHANNELS:
+                        await conn.execute(f"LISTEN {channel}")
                     if self._listening.is_set():
                         # A reconnect: anything sent while we were not listening is lost.
                         self._reload_all = True
+                        self._sweep_dag_runs = True
                     self._listening.set()
                     self._wake_scheduler.set()
                     self._wake_dispatcher.set()
+                    self._wake_advancer.set()
                     delay = 0.2
                     async for note in conn.notifies():
-                        if note.channel == "chronoraft_jobs":
-                            self._reload_ids.add(int(note.payload))
-                            self._wake_scheduler.set()
-                        else:
-                            self._wake_dispatcher.set()
+                        self._heard(note.channel, note.payload)
             except DB_ERRORS as exc:
                 log.warning("listener lost the database: %s", exc, extra=self._log())
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    def _heard(self, channel: str, payload: str) -> None:
+        if channel == "chronoraft_jobs":
+            if payload == "all":  # POST /scheduler/reload
+                self._reload_all = True
+            else:
+                self._reload_ids.add(int(payload))
+            self._wake_scheduler.set()
+        elif channel == "chronoraft_dag_defs":
+            self._reload_dag_ids.add(int(payload))
+            self._wake_scheduler.set()
+        elif channel == "chronoraft_dags":
+            self._dirty_dag_runs.add(int(payload))
+            self._wake_advancer.set()
+        else:
+            self._wake_dispatcher.set()
 
     # ----- scheduler -----
 
@@ -199,7 +270,7 @@ class LeaderLoop:
             schedule=schedule,
             next_fire_at=next_fire_at,
             catchup_window=float(row["catchup_window_seconds"]),
-            catchup_mode=CatchupMode(row["catchup"]),
+            catchup_mode=CatchupMode(row.get("catchup", "all")),
         )
 
     async def _reload(self) -> None:
@@ -214,6 +285,14 @@ class LeaderLoop:
                 job = self._heap_job(row, now)
                 if job is not None:
                     self.heap.upsert(job)
+            async with self.pool.connection() as conn:
+                dag_rows = await dags_repo.schedulable(conn)
+            self.dag_heap.clear()
+            self._reload_dag_ids.clear()
+            for row in dag_rows:
+                entry = self._heap_job(row, now)
+                if entry is not None:
+                    self.dag_heap.upsert(entry)
             self._reload_all = False
             log.info(
                 "schedule heap loaded",
@@ -225,13 +304,28 @@ class LeaderLoop:
             job_id = self._reload_ids.pop()
             async with self.pool.connection() as conn:
                 row = await jobs_repo.schedulable_one(conn, job_id)
-            if row is None or row["paused"] or row["deleted_at"] is not None:
+            if (
+                row is None
+                or row["paused"]
+                or row["deleted_at"] is not None
+                or row["role"] != "cron"
+            ):
                 self.heap.remove(job_id)
                 continue
             job = self._heap_job(row, now)
             if job is not None:
                 self.heap.upsert(job)
-        self.metrics.heap_jobs.set(len(self.heap))
+        while self._reload_dag_ids:
+            dag_id = self._reload_dag_ids.pop()
+            async with self.pool.connection() as conn:
+                row = await dags_repo.schedulable_one(conn, dag_id)
+            if row is None or row["paused"] or row["deleted_at"] is not None:
+                self.dag_heap.remove(dag_id)
+                continue
+            entry = self._heap_job(row, now)
+            if entry is not None:
+                self.dag_heap.upsert(entry)
+        self.metrics.heap_jobs.set(len(self.heap) + len(self.dag_heap))
 
     async def _scheduler(self) -> None:
         # Load the heap only once LISTEN is in place, so no edit falls between the two.
@@ -239,19 +333,20 @@ class LeaderLoop:
         delay = 0.1
         while True:
             try:
-                if self._reload_all or self._reload_ids:
+                if self._reload_all or self._reload_ids or self._reload_dag_ids:
                     await self._reload()
                 await self._fire_due()
+                await self._fire_due_dags()
                 delay = 0.1
             except Fenced:
                 raise
             except Exception as exc:  # noqa: BLE001 - the loop must outlive any one error
                 delay = await self._guard("scheduler", exc, delay)
                 continue
-            next_due = self.heap.next_due()
+            dues = [d for d in (self.heap.next_due(), self.dag_heap.next_due()) if d is not None]
             timeout = self.settings.tick_interval
-            if next_due is not None:
-                timeout = max(0.0, min(timeout, next_due - time.time()))
+            if dues:
+                timeout = max(0.0, min(timeout, min(dues) - time.time()))
             self._wake_scheduler.clear()
             try:
                 await asyncio.wait_for(self._wake_scheduler.wait(), timeout)
@@ -314,6 +409,82 @@ class LeaderLoop:
                 self._reload_ids.add(job.job_id)
         self.metrics.tick_seconds.observe(time.perf_counter() - started)
         self._wake_dispatcher.set()
+
+    async def _fire_due_dags(self) -> None:
+        """A DAG run per due slot of each scheduled DAG (one per slot, whoever tries)."""
+        now = utcnow()
+        for entry in self.dag_heap.pop_due(now, limit=500):
+            plan = plan_due(entry.schedule, entry.next_fire_at, now, entry.catchup_window)
+            try:
+                async with fenced(self.pool, self.epoch) as conn:
+                    for decision in plan.decisions:
+                        skipped = decision.action == "skip"
+                        await dag_runs_repo.fire_slot(
+                            conn,
+                            entry.job_id,
+                            decision.slot,
+                            "catchup" if decision.action == "late" else "schedule",
+                            decision.reason if skipped else None,
+                        )
+                        self.metrics.slots.labels(decision.action).inc()
+                    moved = await dags_repo.advance(
+                        conn, entry.job_id, entry.next_fire_at, plan.next_fire_at
+                    )
+            except BaseException:
+                self.dag_heap.upsert(entry)  # nothing was written: retry the same slots
+                raise
+            if moved:
+                entry.next_fire_at = plan.next_fire_at
+                self.dag_heap.upsert(entry)
+            else:
+                self._reload_dag_ids.add(entry.job_id)
+
+    # ----- DAG runs -----
+
+    async def _dag_advancer(self) -> None:
+        """Move DAG runs on: start ready nodes, block those below a failure, finish runs.
+
+        Woken by NOTIFY when a node finishes or an operator acts; every few seconds, and
+        after taking over or reconnecting, it sweeps every running DAG run, so a lost
+        notification only delays a node, never strands it.
+        """
+        await self._listening.wait()
+        delay = 0.1
+        last_sweep = 0.0
+        while True:
+            try:
+                if self._sweep_dag_runs or time.monotonic() - last_sweep > DAG_SWEEP_SECONDS:
+                    async with self.pool.connection() as conn:
+                        self._dirty_dag_runs.update(await dag_runs_repo.running_ids(conn))
+                    self._sweep_dag_runs = False
+                    last_sweep = time.monotonic()
+                promoted = 0
+                while self._dirty_dag_runs:
+                    dag_run_id = min(self._dirty_dag_runs)
+                    async with fenced(self.pool, self.epoch) as conn:
+                        step = await dag_runs_repo.advance(conn, dag_run_id, utcnow())
+                    self._dirty_dag_runs.discard(dag_run_id)
+                    promoted += step.promoted
+                    if step.finished:
+                        self.metrics.dag_runs.labels(step.finished).inc()
+                        log.info(
+                            "DAG run finished",
+                            extra=self._log(dag_run_id=dag_run_id, state=step.finished),
+                        )
+                if promoted:
+                    self._wake_dispatcher.set()
+                delay = 0.1
+            except Fenced:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                self._sweep_dag_runs = True
+                delay = await self._guard("dag advancer", exc, delay)
+                continue
+            self._wake_advancer.clear()
+            try:
+                await asyncio.wait_for(self._wake_advancer.wait(), DAG_SWEEP_SECONDS)
+            except TimeoutError:
+                pass
 
     # ----- dispatcher -----
 
@@ -438,20 +609,17 @@ class LeaderLoop:
             command=run["command"],
             args=list(args or []),
             use_shell=args is None,
-            env={
-                **(run["env"] or {}),
-                # Let commands know which run they are (e.g. for their own idempotency).
-                "CHRONORAFT_RUN_ID": str(run["id"]),
-                "CHRONORAFT_ATTEMPT": str(run["attempt"]),
-                "CHRONORAFT_JOB_ID": str(run["job_id"]),
-                "CHRONORAFT_SCHEDULED_FOR": run["scheduled_for"].isoformat(),
-            },
+            env=task_env(run),
+            kind="http" if run["kind"] == "http" else "cmd",
+            http=http_spec(run),
             timeout_seconds=float(run["timeout_seconds"] or 0),
             output_limit_bytes=self.settings.output_limit_bytes,
             cwd=run["cwd"] or "",
             scheduled_for=run["scheduled_for"].timestamp(),
         )
-        fields = self._log(run_id=run["id"], attempt=run["attempt"], worker=worker.worker_id)
+        fields = self._log(
+            run_id=run["id"], job_id=run["job_id"], attempt=run["attempt"], worker=worker.worker_id
+        )
         started = time.perf_counter()
         try:
             reply = await self.clients.stub(worker.address).RunTask(request, timeout=5.0)
@@ -478,6 +646,13 @@ class LeaderLoop:
         if reply.reason == "stale_epoch" and reply.highest_epoch > self.epoch:
             await self._requeue(run, "refused by worker: stale epoch", 0.0)
             raise Fenced(self.epoch, int(reply.highest_epoch))
+        if reply.reason in ("not_allowed", "unsupported_kind"):  # would bounce forever
+            async with fenced(self.pool, self.epoch) as conn:
+                await _close_attempt(
+                    conn, run, "failed", f"refused by {worker.worker_id}: {reply.reason}"
+                )
+            self._wake_dispatcher.set()
+            return None
         self._suspect_until[worker.worker_id] = time.monotonic() + 0.5
         await self._requeue(run, f"refused by {worker.worker_id}: {reply.reason}", 0.2)
 
@@ -509,6 +684,8 @@ class LeaderLoop:
                     error = f"worker {run['worker_id']} lost: no heartbeat for {s.worker_lease:g}s"
                     outcome = await _close_attempt(conn, run, "failed", error)
                     self.metrics.reaped.labels("worker_lost").inc()
+                    if outcome == "retrying":
+                        self.metrics.retries.labels("worker_lost").inc()
                     log.warning(
                         "run taken back from lost worker",
                         extra=self._log(run_id=run["id"], worker=run["worker_id"], outcome=outcome),

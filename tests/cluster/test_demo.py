@@ -63,7 +63,7 @@ def test_demo_failover_against_a_running_cluster_kills_its_leader(make_cluster: 
     leader = cluster.leader()
     assert leader
     urls = ",".join(cluster.url(n) for n in cluster.controller_names)
-    proc = _demo("--url", urls, "--observe", "3", timeout=120)
+    proc = _demo("--url", urls, "--token", cluster.admin_token, "--observe", "3", timeout=120)
     _assert_timeline(proc)
     killed = re.search(r"SIGKILL (c\d) \(pid (\d+)\)", proc.stdout)
     assert killed, proc.stdout

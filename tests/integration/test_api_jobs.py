@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controller.local_cluster import LocalCluster, http_json
-from tests.helpers import api, unique, wait_until
+from tests.helpers import ADMIN_TOKEN, api, unique, wait_until
 
 
 @pytest.fixture
@@ -276,7 +276,7 @@ def test_malformed_json_oversized_body_and_unknown_ids(base: str) -> None:
         base + "/api/v1/jobs",
         data=b"{not json",
         method="POST",
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {ADMIN_TOKEN}"},
     )
     try:
         urllib.request.urlopen(req, timeout=5)

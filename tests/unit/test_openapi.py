@@ -78,7 +78,8 @@ class FakePool:
 
 
 def make_app(pool: FakePool | None = None) -> web.Application:
-    return create_app(Settings(), cast(Any, pool or FakePool()), ControllerMetrics(), FakeCluster())
+    settings = Settings(insecure_dev=True)  # no tokens: the API is open (auth has its own tests)
+    return create_app(settings, cast(Any, pool or FakePool()), ControllerMetrics(), FakeCluster())
 
 
 @pytest.fixture(scope="module")

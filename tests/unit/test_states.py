@@ -11,12 +11,17 @@ from common.states import (
     RunState,
     can_transition,
     check_transition,
+    manual_target,
     parse_overlap,
 )
 
 S = RunState
 
 ALLOWED = {
+    (S.WAITING, S.PENDING),
+    (S.WAITING, S.UPSTREAM_FAILED),
+    (S.WAITING, S.CANCELLED),
+    (S.WAITING, S.SKIPPED),
     (S.PENDING, S.DISPATCHED),
     (S.PENDING, S.CANCELLED),
     (S.PENDING, S.SKIPPED),
@@ -36,6 +41,7 @@ ALLOWED = {
 
 def test_state_values_are_the_stored_strings() -> None:
     assert [s.value for s in RunState] == [
+        "waiting",
         "pending",
         "dispatched",
         "running",
@@ -44,16 +50,19 @@ def test_state_values_are_the_stored_strings() -> None:
         "timed_out",
         "cancelled",
         "skipped",
+        "upstream_failed",
     ]
     assert RunState("timed_out") is S.TIMED_OUT
     assert S.RUNNING == "running"
 
 
 def test_terminal_and_active_sets() -> None:
-    assert TERMINAL == {S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED, S.SKIPPED}
+    assert TERMINAL == {
+        S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED, S.SKIPPED, S.UPSTREAM_FAILED
+    }
     assert ACTIVE == {S.DISPATCHED, S.RUNNING}
     assert not TERMINAL & ACTIVE
-    assert TERMINAL | ACTIVE | {S.PENDING} == set(RunState)
+    assert TERMINAL | ACTIVE | {S.PENDING, S.WAITING} == set(RunState)
 
 
 def test_every_state_has_a_row_in_the_table() -> None:
@@ -133,3 +142,44 @@ def test_overlap_policies_and_kubernetes_aliases(text: str, policy: OverlapPolic
 def test_unknown_overlap_policy_names_the_field(value: object) -> None:
     with pytest.raises(ValueError, match=r"^overlap: must be one of allow, skip, buffer_one, "):
         parse_overlap(value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("action", "current", "target"),
+    [
+        ("complete", S.WAITING, S.SUCCEEDED),
+        ("complete", S.RUNNING, S.SUCCEEDED),
+        ("complete", S.FAILED, S.SUCCEEDED),
+        ("complete", S.UPSTREAM_FAILED, S.SUCCEEDED),
+        ("fail", S.PENDING, S.FAILED),
+        ("fail", S.RUNNING, S.FAILED),
+        ("retry", S.FAILED, S.WAITING),
+        ("retry", S.TIMED_OUT, S.WAITING),
+        ("retry", S.CANCELLED, S.WAITING),
+        ("cancel", S.WAITING, S.CANCELLED),
+        ("cancel", S.RUNNING, S.CANCELLED),
+    ],
+)
+def test_manual_actions_lead_where_an_operator_expects(action: str, current: S, target: S) -> None:
+    assert manual_target(action, current) is target
+
+
+@pytest.mark.parametrize(
+    ("action", "current"),
+    [
+        ("complete", S.SUCCEEDED),
+        ("complete", S.SKIPPED),
+        ("fail", S.SUCCEEDED),
+        ("fail", S.FAILED),
+        ("retry", S.RUNNING),
+        ("retry", S.WAITING),
+        ("retry", S.SUCCEEDED),
+        ("retry", S.UPSTREAM_FAILED),
+        ("cancel", S.SUCCEEDED),
+        ("cancel", S.CANCELLED),
+        ("complete", "nonsense"),
+    ],
+)
+def test_manual_actions_refuse_states_where_they_make_no_sense(action: str, current: S) -> None:
+    with pytest.raises(InvalidTransition):
+        manual_target(action, current)
