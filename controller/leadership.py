@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from psycopg_pool import AsyncConnectionPool
 
+from common.aio import cancel_and_wait
 from common.errors import Fenced
 from common.logging import ctx
 from common.settings import Settings
@@ -85,11 +86,7 @@ class LeadershipManager:
         """
         watch, self._watch = self._watch, None
         if watch is not None:
-            watch.cancel()
-            try:
-                await watch
-            except BaseException:  # noqa: BLE001 - cancelled on purpose; run() revoked
-                pass
+            await cancel_and_wait([watch])  # run() revokes on its way out
         await self._revoke("shutdown")
         await self._hand_over(handover_timeout)
 
@@ -207,12 +204,7 @@ class LeadershipManager:
         task = self._task
         if task is None:
             return
-        if not task.done():
-            task.cancel()
-            try:
-                await task
-            except BaseException:  # noqa: BLE001 - cancelled or failed; either way it is over
-                pass
+        await cancel_and_wait([task])  # cancelled or failed; either way it is over
         log.info("leadership revoked: %s", why, extra=ctx(epoch=self._epoch))
         self._clear(why)
 

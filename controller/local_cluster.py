@@ -314,6 +314,13 @@ class LocalCluster:
             if node.proc is not None and node.proc.poll() is not None:
                 raise ClusterError(f"{name} exited with {node.proc.returncode}: {self.tail(name)}")
         leader = self.wait_for("a leader", self.leader, timeout)
+
+        def controllers_answer() -> bool:
+            """A restarted node may still be starting while the others already elected."""
+            live = [n for n in self.controller_names if self.nodes[n].alive()]
+            return all(self.cluster_info(n, timeout=1.0) for n in live)
+
+        self.wait_for("every live controller to answer", controllers_answer, timeout)
         wanted = {n for n in self.worker_names if self.nodes[n].alive()}
 
         def workers_registered() -> bool:

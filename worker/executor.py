@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from common.aio import wait_event, within
 from common.logging import ctx
 
 log = logging.getLogger(__name__)
@@ -289,7 +290,7 @@ async def _finish_pump(pump: asyncio.Task[None]) -> None:
     A process that left the group (``setsid``) may still hold the pipe: stop reading then.
     """
     try:
-        await asyncio.wait_for(asyncio.shield(pump), timeout=1.0)
+        await within(asyncio.shield(pump), 1.0)
     except TimeoutError:
         pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -303,7 +304,7 @@ async def _reap_leftovers(
     if not _group_alive(pgid):
         return
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.shield(pump), timeout=drain_grace)
+        await within(asyncio.shield(pump), drain_grace)
     if _group_alive(pgid):
         log.info("terminating processes left in the group of a finished attempt (pgid %d)", pgid)
         await _terminate_group(pgid, None, kill_grace)
@@ -332,8 +333,7 @@ async def _terminate_group(pgid: int, leader: _Child | None, grace: float) -> No
         await asyncio.sleep(0.05)
     _signal_group(pgid, signal.SIGKILL)
     if leader is not None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(leader.exited.wait(), timeout=5.0)
+        await wait_event(leader.exited, 5.0)
 
 
 class _Child:

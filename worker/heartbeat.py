@@ -9,9 +9,9 @@ refused even before the new leader's first RunTask arrives here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
+from common.aio import wait_event
 from common.logging import ctx
 from common.settings import Settings
 from common.version import version
@@ -101,5 +101,4 @@ class Heartbeater:
             await self.beat()
             remaining = self._interval - (loop.time() - started)
             if remaining > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._poke.wait(), remaining)
+                await wait_event(self._poke, remaining)

@@ -10,10 +10,10 @@ file).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 
+from common.aio import wait_event
 from common.backoff import retry_delay
 from common.logging import ctx
 from proto import chronoraft_pb2 as pb
@@ -58,11 +58,7 @@ class Reporter:
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until the spool was seen empty (used when draining); False on timeout."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+        return await wait_event(self._idle, timeout)
 
     async def run(self) -> None:
         """Deliver forever; cancel the task to stop (a result in flight stays spooled)."""
@@ -121,8 +117,7 @@ class Reporter:
         return True
 
     async def _sleep_or_wake(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+        await wait_event(self._wake, seconds)
 
 
 def _acknowledged(reply: pb.ReportResultReply) -> bool:

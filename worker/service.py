@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from common.aio import wait_event, within
 from common.exec_policy import check_patterns, refusal
 from common.logging import ctx
 from common.settings import Settings
@@ -230,11 +231,7 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until no attempt is running and every result is spooled; False on timeout."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+        return await wait_event(self._idle, timeout)
 
     async def abort(self) -> None:
         """Last resort at teardown: cancel the attempt tasks (their groups get SIGKILL)."""
@@ -336,7 +333,7 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
             self._run_attempt(attempt), name=f"attempt-{request.run_id}-{request.attempt}"
         )
         try:
-            started_at = await asyncio.wait_for(asyncio.shield(attempt.started), _START_WAIT)
+            started_at = await within(asyncio.shield(attempt.started), _START_WAIT)
         except TimeoutError:
             started_at = time.time()
         if request.scheduled_for > 0:

@@ -23,6 +23,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from common import overlap, placement
+from common.aio import cancel_and_wait, wait_event
 from common.catchup import CatchupMode, plan_due
 from common.errors import Fenced
 from common.logging import ctx
@@ -171,16 +172,24 @@ class LeaderLoop:
     async def run(self) -> None:
         await self._claim()
         log.info("leader loop started", extra=self._log())
+        parts = [
+            asyncio.create_task(self._listen(), name="listen"),
+            asyncio.create_task(self._scheduler(), name="scheduler"),
+            asyncio.create_task(self._dispatcher(), name="dispatcher"),
+            asyncio.create_task(self._reaper(), name="reaper"),
+            asyncio.create_task(self._dag_advancer(), name="dag-advancer"),
+        ]
+        # Not a TaskGroup: it cancels its children once and then waits for them forever,
+        # and a cancellation can be lost on Python 3.11 (see common.aio).
         try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self._listen(), name="listen")
-                group.create_task(self._scheduler(), name="scheduler")
-                group.create_task(self._dispatcher(), name="dispatcher")
-                group.create_task(self._reaper(), name="reaper")
-                group.create_task(self._dag_advancer(), name="dag-advancer")
-        except* Fenced as caught:
-            raise caught.exceptions[0] from None
+            done, _ = await asyncio.wait(parts, return_when=asyncio.FIRST_EXCEPTION)
+            failures = [t.exception() for t in done if not t.cancelled() and t.exception()]
+            fenced_off = [e for e in failures if isinstance(e, Fenced)]
+            if fenced_off or failures:
+                raise (fenced_off or failures)[0]
+            raise RuntimeError(f"leader loop part ended: {', '.join(t.get_name() for t in done)}")
         finally:
+            await cancel_and_wait(parts)
             await self.clients.close()
 
     async def _claim(self) -> None:
@@ -348,10 +357,7 @@ class LeaderLoop:
             if dues:
                 timeout = max(0.0, min(timeout, min(dues) - time.time()))
             self._wake_scheduler.clear()
-            try:
-                await asyncio.wait_for(self._wake_scheduler.wait(), timeout)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake_scheduler, timeout)
 
     async def _fire_due(self) -> None:
         now = utcnow()
@@ -481,10 +487,7 @@ class LeaderLoop:
                 delay = await self._guard("dag advancer", exc, delay)
                 continue
             self._wake_advancer.clear()
-            try:
-                await asyncio.wait_for(self._wake_advancer.wait(), DAG_SWEEP_SECONDS)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake_advancer, DAG_SWEEP_SECONDS)
 
     # ----- dispatcher -----
 
@@ -501,10 +504,7 @@ class LeaderLoop:
                 delay = await self._guard("dispatcher", exc, delay)
                 continue
             self._wake_dispatcher.clear()
-            try:
-                await asyncio.wait_for(self._wake_dispatcher.wait(), 0.5)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake_dispatcher, 0.5)
 
     async def _dispatch_batch(self) -> int:
         """Dispatch one batch of due pending runs; returns how many were settled.
