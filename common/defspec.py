@@ -73,7 +73,7 @@ def _prefixed(exc: ValidationError, prefix: str) -> ValidationError:
 def namespace_name(value: Any, field_name: str = "namespace") -> str:
     if value is None:
         return DEFAULT_NAMESPACE
-    if not isinstance(value, str) or not NAMESPACE_RE.match(value):
+    if not isinstance(value, str) or not NAMESPACE_RE.fullmatch(value):
         raise _fail(
             field_name,
             "must be 1-63 lowercase letters, digits, '_' or '-', starting with a letter or digit",
@@ -84,7 +84,7 @@ def namespace_name(value: Any, field_name: str = "namespace") -> str:
 def object_name(value: Any, field_name: str) -> str:
     if value is None:
         raise _fail(field_name, "is required")
-    if not isinstance(value, str) or not NAME_RE.match(value) or value.isdigit():
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value) or value.isdigit():
         raise _fail(
             field_name,
             "must start with a letter or digit, use only letters, digits, '.', '_' or '-', "
@@ -143,8 +143,16 @@ def _http_spec(value: Any, where: str) -> dict[str, Any]:
     }
 
 
-def _exec_spec(body: dict[str, Any], prefix: str, *, timeout_key: str, retries_key: str) -> dict:
-    """kind, command, args, env, cwd, http, timeout, retries, backoff, delay -> columns."""
+def _exec_spec(
+    body: dict[str, Any],
+    prefix: str,
+    *,
+    timeout_key: str,
+    retries_key: str,
+    stored_secrets: dict[str, str] | None,
+) -> dict:
+    """kind, command, args, env, secret_env, cwd, http, timeout, retries, backoff, delay ->
+    columns. ``stored_secrets=None`` keeps ``***`` secret values for the caller to resolve."""
     kind = body.get("kind") or "cmd"
     if kind not in KINDS:
         raise _fail(f"{prefix}kind", f"must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -176,6 +184,9 @@ def _exec_spec(body: dict[str, Any], prefix: str, *, timeout_key: str, retries_k
             cols["args"] = args
         cols["env"] = jobspec._string_map(
             body.get("env") or {}, "env", key_re=ENV_KEY_RE, max_items=MAX_ENV
+        )
+        cols["secret_env"] = jobspec.secret_env(
+            body.get("secret_env"), stored=stored_secrets, env=cols["env"]
         )
         cwd = body.get("cwd")
         if cwd is not None:
@@ -211,14 +222,14 @@ def _exec_spec(body: dict[str, Any], prefix: str, *, timeout_key: str, retries_k
 # ----- definitions -----
 
 DEFINITION_FIELDS = {
-    "namespace", "name", "kind", "description", "command", "args", "env", "cwd", "http",
-    "timeout", "max_retries", "retry_backoff", "delay_interval", "cron_spec", "timezone",
-    "labels",
+    "namespace", "name", "kind", "description", "command", "args", "env", "secret_env", "cwd",
+    "http", "timeout", "max_retries", "retry_backoff", "delay_interval", "cron_spec",
+    "timezone", "labels",
 }  # fmt: skip
 SPEC_COLUMNS = (
-    "kind", "description", "command", "args", "env", "cwd", "http", "timeout_seconds",
-    "max_retries", "retry_backoff_seconds", "delay_interval_seconds", "cron_spec", "timezone",
-    "labels",
+    "kind", "description", "command", "args", "env", "secret_env", "cwd", "http",
+    "timeout_seconds", "max_retries", "retry_backoff_seconds", "delay_interval_seconds",
+    "cron_spec", "timezone", "labels",
 )  # fmt: skip
 """The columns that make a version: an upsert with all of them equal changes nothing."""
 
@@ -237,7 +248,12 @@ def validate_definition(body: Any, prefix: str = "") -> dict[str, Any]:
         "namespace": namespace_name(body.get("namespace"), f"{prefix}namespace"),
         "name": object_name(body.get("name"), f"{prefix}name"),
     }
-    cols.update(_exec_spec(body, prefix, timeout_key="timeout", retries_key="max_retries"))
+    # A new version may say "***" to keep a secret of the live one: resolved in the upsert.
+    cols.update(
+        _exec_spec(
+            body, prefix, timeout_key="timeout", retries_key="max_retries", stored_secrets=None
+        )
+    )
     description = body.get("description") or ""
     if not isinstance(description, str) or len(description) > 2000:
         raise _fail(f"{prefix}description", "must be a string of at most 2000 characters")
@@ -442,9 +458,9 @@ def idempotency_key(value: Any, field_name: str) -> str | None:
 # ----- inline workflows -----
 
 NODE_FIELDS = {
-    "id", "kind", "command", "args", "env", "cwd", "http", "retries", "max_retries",
-    "retry_backoff", "timeout_seconds", "timeout", "idempotency_key", "depends_on",
-    "delay_interval", "dependency_type",
+    "id", "kind", "command", "args", "env", "secret_env", "cwd", "http", "retries",
+    "max_retries", "retry_backoff", "timeout_seconds", "timeout", "idempotency_key",
+    "depends_on", "delay_interval", "dependency_type",
 }  # fmt: skip
 
 
@@ -497,7 +513,9 @@ def validate_workflow(body: Any) -> Workflow:
         spec_body = dict(raw)
         retries_key = "retries" if raw.get("retries") is not None else "max_retries"
         timeout_key = "timeout_seconds" if raw.get("timeout_seconds") is not None else "timeout"
-        spec = _exec_spec(spec_body, where, timeout_key=timeout_key, retries_key=retries_key)
+        spec = _exec_spec(
+            spec_body, where, timeout_key=timeout_key, retries_key=retries_key, stored_secrets={}
+        )
         depends_on = raw.get("depends_on") or []
         if not isinstance(depends_on, list) or not all(isinstance(d, str) for d in depends_on):
             raise _fail(f"{where}depends_on", "must be a list of node ids")

@@ -107,24 +107,37 @@ def _int(body: dict[str, Any], field: str, lo: int, hi: int) -> int:
 
 
 def secret_env(
-    value: Any, *, stored: dict[str, str], env: dict[str, str], field: str = "secret_env"
+    value: Any, *, stored: dict[str, str] | None, env: dict[str, str], field: str = "secret_env"
 ) -> dict[str, str]:
     """Validate ``secret_env``: like ``env``, plus a value of ``***`` keeps the stored value
     (so a job read from the API, where secrets show as ``***``, can be written back), no
-    name may also be in ``env``, and both together stay within MAX_ENV."""
+    name may also be in ``env``, and both together stay within MAX_ENV.
+
+    ``stored=None`` leaves the ``***`` values in place for :func:`keep_stored_secrets` to
+    resolve later, when the stored values are only known inside the writing transaction.
+    """
     values = _string_map(value or {}, field, key_re=ENV_KEY_RE, max_items=MAX_ENV)
-    for key, item in values.items():
+    for key in values:
         if key in env:
             raise _fail(f"{field}.{key}", "is also set in env; a variable is one or the other")
+    if len(env) + len(values) > MAX_ENV:
+        raise _fail(field, f"env and {field} together must have at most {MAX_ENV} entries")
+    return values if stored is None else keep_stored_secrets(values, stored, field)
+
+
+def keep_stored_secrets(
+    values: dict[str, str], stored: dict[str, str], field: str = "secret_env"
+) -> dict[str, str]:
+    """Replace each ``***`` value by the stored value of the same name (400 if none)."""
+    resolved = dict(values)
+    for key, item in values.items():
         if item == SECRET_MASK:
             if key not in stored:
                 raise _fail(
                     f"{field}.{key}", f"{SECRET_MASK!r} stands for a stored value; there is none"
                 )
-            values[key] = stored[key]
-    if len(env) + len(values) > MAX_ENV:
-        raise _fail(field, f"env and {field} together must have at most {MAX_ENV} entries")
-    return values
+            resolved[key] = stored[key]
+    return resolved
 
 
 def masked(doc: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,6 @@ from common.errors import Fenced
 from common.logging import ctx
 from common.settings import Settings
 from controller.leader.loop import LeaderLoop
-from controller.leader.worker_client import WorkerClients
 from controller.metrics import ControllerMetrics
 from controller.raft import RaftNode, RaftSnapshot
 
@@ -167,8 +166,6 @@ class LeadershipManager:
         log.info("leadership gained", extra=ctx(epoch=epoch))
         self._epoch = epoch
         self._loop = LeaderLoop(self.settings, self.pool, epoch, self.metrics)
-        # Channels with the gRPC secret and TLS (until LeaderLoop builds them from settings).
-        self._loop.clients = WorkerClients(self.settings)
         self._task = asyncio.create_task(self._loop.run(), name=f"leader-{epoch}")
         self.state.leading_epoch = epoch
         self.state.leading_since = time.time()

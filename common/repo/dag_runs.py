@@ -27,7 +27,7 @@ from common.repo import namespaces
 from common.repo.paging import split_total
 from common.states import InvalidTransition, RunState, manual_target
 
-JSON_COLUMNS = ("args", "env", "http")
+JSON_COLUMNS = ("args", "env", "secret_env", "http")
 
 # How a node's run state reads to the pure DAG logic in common/dag.py.
 NODE_STATUS = {

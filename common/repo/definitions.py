@@ -17,11 +17,12 @@ from psycopg.types.json import Jsonb
 from common.db import q
 from common.defspec import same_version
 from common.errors import Conflict, NotFound
+from common.jobspec import keep_stored_secrets
 from common.repo import namespaces
 from common.repo.paging import split_total
 from common.schedule import parse_schedule
 
-JSON_COLUMNS = ("args", "env", "http", "labels")
+JSON_COLUMNS = ("args", "env", "secret_env", "http", "labels")
 
 
 def _bind(cols: dict[str, Any]) -> dict[str, Any]:
@@ -45,6 +46,13 @@ async def upsert(
     await conn.execute(q("xact_lock"), {"key": f"definition:{cols['namespace']}/{cols['name']}"})
     cur = await conn.execute(q("definition_live"), cols)
     live = await cur.fetchone()
+    # "***" (how the API shows a secret) keeps the live version's value.
+    cols = {
+        **cols,
+        "secret_env": keep_stored_secrets(
+            cols.get("secret_env") or {}, live["secret_env"] if live else {}
+        ),
+    }
     if live is not None and same_version(live, cols):
         return live, "unchanged"
     if live is not None:

@@ -50,17 +50,18 @@ WHERE namespace = %(namespace)s AND name = %(name)s AND deleted_at IS NULL;
 UPDATE definitions SET deleted_at = now() WHERE id = %(id)s AND deleted_at IS NULL;
 
 -- name: definition_insert
-INSERT INTO definitions (namespace, name, version, kind, description, command, args, env, cwd,
-                         http, timeout_seconds, max_retries, retry_backoff_seconds,
-                         delay_interval_seconds, cron_spec, timezone, labels)
+INSERT INTO definitions (namespace, name, version, kind, description, command, args, env,
+                         secret_env, cwd, http, timeout_seconds, max_retries,
+                         retry_backoff_seconds, delay_interval_seconds, cron_spec, timezone,
+                         labels)
 VALUES (%(namespace)s, %(name)s,
         1 + GREATEST(
             (SELECT COALESCE(max(version), 0) FROM definitions
              WHERE namespace = %(namespace)s AND name = %(name)s),
             (SELECT COALESCE(max((row->>'version')::int), 0) FROM definitions_history
              WHERE row->>'namespace' = %(namespace)s AND row->>'name' = %(name)s)),
-        %(kind)s, %(description)s, %(command)s, %(args)s, %(env)s, %(cwd)s, %(http)s,
-        %(timeout_seconds)s, %(max_retries)s, %(retry_backoff_seconds)s,
+        %(kind)s, %(description)s, %(command)s, %(args)s, %(env)s, %(secret_env)s, %(cwd)s,
+        %(http)s, %(timeout_seconds)s, %(max_retries)s, %(retry_backoff_seconds)s,
         %(delay_interval_seconds)s, %(cron_spec)s, %(timezone)s, %(labels)s)
 RETURNING *;
 
@@ -93,13 +94,13 @@ FOR UPDATE OF j;
 -- name: job_insert_from_definition
 -- A definition placed as a job: role 'dag' (a DAG member) or 'cron' (its cron_spec scheduled).
 -- Definitions are immutable, so copying the spec into the job never goes stale.
-INSERT INTO jobs (name, description, schedule, timezone, command, args, env, cwd,
+INSERT INTO jobs (name, description, schedule, timezone, command, args, env, secret_env, cwd,
                   timeout_seconds, max_retries, retry_backoff_seconds, labels, paused,
                   catchup_window_seconds, next_fire_at, namespace, role, kind, http,
                   definition_id, priority, payload, delay_interval_seconds)
 SELECT %(name)s, d.description, COALESCE(CASE WHEN %(role)s = 'cron' THEN d.cron_spec END, ''),
-       d.timezone, d.command, d.args, d.env, d.cwd, d.timeout_seconds, d.max_retries,
-       d.retry_backoff_seconds, d.labels, false, %(catchup_window_seconds)s, %(next_fire_at)s,
+       d.timezone, d.command, d.args, d.env, d.secret_env, d.cwd, d.timeout_seconds,
+       d.max_retries, d.retry_backoff_seconds, d.labels, false, %(catchup_window_seconds)s, %(next_fire_at)s,
        d.namespace, %(role)s, d.kind, d.http, d.id, %(priority)s, %(payload)s,
        d.delay_interval_seconds
 FROM definitions d WHERE d.id = %(definition_id)s
@@ -109,7 +110,8 @@ RETURNING *;
 -- Point a definition's scheduled cron job at a new version; keep its next slot when the
 -- timing did not change.
 UPDATE jobs j SET description = d.description, schedule = d.cron_spec, timezone = d.timezone,
-    command = d.command, args = d.args, env = d.env, cwd = d.cwd, kind = d.kind,
+    command = d.command, args = d.args, env = d.env, secret_env = d.secret_env, cwd = d.cwd,
+    kind = d.kind,
     http = d.http, timeout_seconds = d.timeout_seconds, max_retries = d.max_retries,
     retry_backoff_seconds = d.retry_backoff_seconds, labels = d.labels,
     delay_interval_seconds = d.delay_interval_seconds, definition_id = d.id,
@@ -123,12 +125,12 @@ RETURNING j.*;
 
 -- name: job_insert_inline
 -- A node of a one-shot workflow: its spec comes with the request, not from a definition.
-INSERT INTO jobs (name, schedule, command, args, env, cwd, timeout_seconds, max_retries,
-                  retry_backoff_seconds, namespace, role, kind, http, delay_interval_seconds,
-                  deleted_at)
-VALUES (%(name)s, '', %(command)s, %(args)s, %(env)s, %(cwd)s, %(timeout_seconds)s,
-        %(max_retries)s, %(retry_backoff_seconds)s, %(namespace)s, 'dag', %(kind)s, %(http)s,
-        %(delay_interval_seconds)s, now())
+INSERT INTO jobs (name, schedule, command, args, env, secret_env, cwd, timeout_seconds,
+                  max_retries, retry_backoff_seconds, namespace, role, kind, http,
+                  delay_interval_seconds, deleted_at)
+VALUES (%(name)s, '', %(command)s, %(args)s, %(env)s, %(secret_env)s, %(cwd)s,
+        %(timeout_seconds)s, %(max_retries)s, %(retry_backoff_seconds)s, %(namespace)s, 'dag',
+        %(kind)s, %(http)s, %(delay_interval_seconds)s, now())
 RETURNING *;
 
 -- ===== DAGs =====

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.jobspec import SECRET_MASK
 from controller.api.serialize import iso
 
 
@@ -30,6 +31,7 @@ def definition_json(row: dict[str, Any]) -> dict[str, Any]:
         "command": row["command"],
         "args": row["args"],
         "env": row["env"],
+        "secret_env": dict.fromkeys(row.get("secret_env") or {}, SECRET_MASK),
         "cwd": row["cwd"],
         "http": row["http"],
         "timeout_seconds": row["timeout_seconds"],
@@ -63,6 +65,8 @@ def dag_job_json(row: dict[str, Any]) -> dict[str, Any]:
         "payload": row["payload"],
         "command": row["command"],
         "args": row["args"],
+        "env": row["env"],
+        "secret_env": dict.fromkeys(row.get("secret_env") or {}, SECRET_MASK),
         "http": row["http"],
         "timeout_seconds": row["timeout_seconds"],
         "max_retries": row["max_retries"],

@@ -77,6 +77,15 @@ def string_map(description: str, key_pattern: str, max_items: int) -> Schema:
     }
 
 
+def masked_secrets() -> Schema:
+    """``secret_env`` in an answer: names only, every value the mask."""
+    return {
+        "type": "object",
+        "description": "Names of the secret variables; every value is `***`.",
+        "additionalProperties": string(enum=[jobspec.SECRET_MASK]),
+    }
+
+
 def duration(description: str, maximum: float, default: str) -> Schema:
     """Seconds as a number, or a Go-style string (``90s``, ``5m``, ``1h30m``, ``250ms``)."""
     return {
@@ -218,11 +227,7 @@ def job_output_properties() -> dict[str, Schema]:
         "command": string(),
         "args": {"type": "array", "items": string(), "nullable": True},
         "env": {"type": "object", "additionalProperties": string()},
-        "secret_env": {
-            "type": "object",
-            "description": "Names of the secret variables; every value is `***`.",
-            "additionalProperties": string(enum=[jobspec.SECRET_MASK]),
-        },
+        "secret_env": masked_secrets(),
         "cwd": string(nullable=True),
         "timeout": seconds,
         "max_retries": integer(),

@@ -29,6 +29,7 @@ from controller.api.openapi import (
     duration,
     integer,
     json_response,
+    masked_secrets,
     obj,
     operation,
     ref,
@@ -151,6 +152,18 @@ def _exec_input() -> dict[str, Schema]:
         "env": {
             **string_map(
                 "Added to a minimal environment.", jobspec.ENV_KEY_RE.pattern, jobspec.MAX_ENV
+            ),
+            "nullable": True,
+        },
+        "secret_env": {
+            **string_map(
+                "Like `env`, but passed only to the process and shown as `***` in every "
+                "answer. In a new version of a definition, `***` keeps the value of that name "
+                "from the live version (so a definition read from the API can be sent back); "
+                "a workflow node has no stored value to keep. A name may not be in both `env` "
+                f"and `secret_env`; together at most {jobspec.MAX_ENV} entries.",
+                jobspec.ENV_KEY_RE.pattern,
+                jobspec.MAX_ENV,
             ),
             "nullable": True,
         },
@@ -499,6 +512,7 @@ def _response_schemas() -> dict[str, Schema]:
         "command": string(),
         "args": _array(string(), nullable=True),
         "env": {"type": "object", "additionalProperties": string()},
+        "secret_env": masked_secrets(),
         "cwd": string(nullable=True),
         "http": _nullable(_http_spec(), "Set when `kind` is `http`."),
         "timeout_seconds": _seconds("0 means no timeout."),
@@ -546,6 +560,8 @@ def _response_schemas() -> dict[str, Schema]:
         "payload": {"description": "The JSON given when it was placed.", "nullable": True},
         "command": string(),
         "args": _array(string(), nullable=True),
+        "env": {"type": "object", "additionalProperties": string()},
+        "secret_env": masked_secrets(),
         "http": _nullable(_http_spec(), "Set when `kind` is `http`."),
         "timeout_seconds": _seconds("0 means no timeout."),
         "max_retries": integer(),

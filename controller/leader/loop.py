@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 DISPATCH_BATCH = 256
 DB_ERRORS = (psycopg.OperationalError, psycopg.errors.AdminShutdown, OSError)
+REFUSED_BEFORE_RUNNING = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+"""The worker's auth interceptor answered before the task was looked at: safe to move."""
 try:  # PoolTimeout is what an outage looks like through the pool
     from psycopg_pool import PoolTimeout
 
@@ -151,7 +153,7 @@ class LeaderLoop:
         self.heap = ScheduleHeap()
         self.dag_heap = ScheduleHeap()
         """Scheduled DAGs; entries carry the DAG id in ``job_id``."""
-        self.clients = WorkerClients()
+        self.clients = WorkerClients(settings)  # the gRPC secret, and TLS when configured
         self._wake_scheduler = asyncio.Event()
         self._wake_dispatcher = asyncio.Event()
         self._reload_ids: set[int] = set()
@@ -629,6 +631,10 @@ class LeaderLoop:
             if code == grpc.StatusCode.UNAVAILABLE:  # never reached the worker: safe to move
                 self._suspect_until[worker.worker_id] = time.monotonic() + 2.0
                 await self._requeue(run, f"worker {worker.worker_id} unreachable", 0.2)
+            elif code in REFUSED_BEFORE_RUNNING:  # a wrong gRPC secret or certificate
+                log.error("worker refused our credentials: %s", exc.details(), extra=fields)
+                self._suspect_until[worker.worker_id] = time.monotonic() + 30.0
+                await self._requeue(run, f"worker {worker.worker_id} refused credentials", 0.2)
             else:  # may have started: the heartbeat or the ack timeout will tell
                 log.warning("RunTask outcome unknown: %s", code.name, extra=fields)
             self.metrics.dispatched.labels("error").inc()

@@ -19,8 +19,8 @@ CHANNEL_OPTIONS = (
 
 
 class WorkerClients:
-    def __init__(self, settings: Settings | None = None) -> None:
-        self._security = GrpcSecurity.from_settings(settings) if settings else GrpcSecurity()
+    def __init__(self, settings: Settings) -> None:
+        self._security = GrpcSecurity.from_settings(settings)
         self._stubs: dict[str, tuple[grpc.aio.Channel, pb_grpc.WorkerServiceStub]] = {}
 
     def stub(self, address: str) -> pb_grpc.WorkerServiceStub:

@@ -87,3 +87,26 @@ def test_env_names_are_matched_whole() -> None:
     with pytest.raises(ValidationError) as caught:
         jobspec.validate_job({**BODY, "env": {"PATH\n": "x"}})
     assert caught.value.field == "env.PATH\n"
+
+
+def test_a_definition_keeps_stars_for_the_upsert_and_a_workflow_node_refuses_them() -> None:
+    from common import defspec
+
+    cols = defspec.validate_definition(
+        {"name": "d", "command": "true", "secret_env": {"A": "***", "B": "new"}}
+    )
+    assert cols["secret_env"] == {"A": "***", "B": "new"}  # resolved against the live version
+    assert jobspec.keep_stored_secrets(cols["secret_env"], {"A": "old"}) == {"A": "old", "B": "new"}
+    with pytest.raises(ValidationError) as caught:
+        jobspec.keep_stored_secrets(cols["secret_env"], {})
+    assert caught.value.field == "secret_env.A"
+    with pytest.raises(ValidationError) as caught:
+        defspec.validate_workflow(
+            {"nodes": [{"id": "n", "command": "true", "secret_env": {"K": "***"}}]}
+        )
+    assert caught.value.field == "nodes[0].secret_env.K"
+    with pytest.raises(ValidationError) as caught:
+        defspec.validate_definition(
+            {"name": "d", "command": "true", "env": {"K": "1"}, "secret_env": {"K": "2"}}
+        )
+    assert caught.value.field == "secret_env.K"
