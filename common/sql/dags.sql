@@ -412,16 +412,14 @@ RETURNING id;
 
 -- ===== prune =====
 
--- Prune runs in this order inside one transaction: a deleted DAG with no running run takes
--- its edges and memberships along; then deleted jobs nothing refers to any more; then
+-- Prune runs in this order inside one transaction: a deleted DAG with no running run (the
+-- view prunable_dags) takes its edges and memberships along; then deleted jobs nothing refers to any more; then
 -- retired definition versions no job points at.
 
 -- name: prune_dependencies
 WITH moved AS (
     DELETE FROM dependencies dep
-    WHERE dep.dag_id IN (SELECT g.id FROM dags g
-    WHERE g.deleted_at IS NOT NULL
-      AND NOT EXISTS (SELECT 1 FROM dag_runs r WHERE r.dag_id = g.id AND r.state = 'running'))
+    WHERE dep.dag_id IN (SELECT id FROM prunable_dags)
     RETURNING dep.*
 )
 INSERT INTO dependencies_history (id, row) SELECT id, to_jsonb(moved) FROM moved
@@ -430,9 +428,7 @@ RETURNING id;
 -- name: prune_dag_jobs
 WITH moved AS (
     DELETE FROM dag_jobs dj
-    WHERE dj.dag_id IN (SELECT g.id FROM dags g
-    WHERE g.deleted_at IS NOT NULL
-      AND NOT EXISTS (SELECT 1 FROM dag_runs r WHERE r.dag_id = g.id AND r.state = 'running'))
+    WHERE dj.dag_id IN (SELECT id FROM prunable_dags)
     RETURNING dj.*
 )
 INSERT INTO dag_jobs_history (dag_id, job_id, row)
@@ -442,9 +438,7 @@ RETURNING job_id;
 -- name: prune_dags
 WITH moved AS (
     DELETE FROM dags d
-    WHERE d.id IN (SELECT g.id FROM dags g
-    WHERE g.deleted_at IS NOT NULL
-      AND NOT EXISTS (SELECT 1 FROM dag_runs r WHERE r.dag_id = g.id AND r.state = 'running'))
+    WHERE d.id IN (SELECT id FROM prunable_dags)
     RETURNING d.*
 )
 INSERT INTO dags_history (id, row) SELECT id, to_jsonb(moved) FROM moved

@@ -25,7 +25,7 @@ from common.repo import audit as audit_repo
 from controller.api.access import SAFE_METHODS
 from controller.api.auth import IDENTITY, Identity
 from controller.api.errors import Handler
-from controller.api.params import page, str_param, time_param
+from controller.api.params import page, page_json, str_param, time_param
 from controller.api.serialize import iso
 from controller.api.state import POOL
 
@@ -181,6 +181,4 @@ async def list_audit(request: web.Request) -> web.Response:
         rows, total = await audit_repo.list_entries(
             conn, actor=actor, action=action, since=since, limit=limit, offset=offset
         )
-    return web.json_response(
-        {"items": [audit_json(r) for r in rows], "total": total, "limit": limit, "offset": offset}
-    )
+    return page_json([audit_json(r) for r in rows], total, limit, offset)

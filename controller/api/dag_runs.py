@@ -12,7 +12,7 @@ from common.repo import dag_runs as runs_repo
 from common.repo import dags as dags_repo
 from controller.api.dag_serialize import dag_run_json
 from controller.api.errors import read_json
-from controller.api.params import choice_param, id_path, page
+from controller.api.params import choice_param, id_path, page, page_json
 from controller.api.state import POOL
 
 routes = web.RouteTableDef()
@@ -45,9 +45,7 @@ async def list_runs(request: web.Request) -> web.Response:
     async with request.app[POOL].connection() as conn:
         await dags_repo.get(conn, dag_id)
         rows, total = await runs_repo.list_runs(conn, dag_id, state, limit, offset)
-    return web.json_response(
-        {"items": [dag_run_json(r) for r in rows], "total": total, "limit": limit, "offset": offset}
-    )
+    return page_json([dag_run_json(r) for r in rows], total, limit, offset)
 
 
 @routes.get("/api/v1/dag-runs/{id}")

@@ -10,7 +10,7 @@ from common import defspec
 from common.repo import dags as dags_repo
 from controller.api.dag_serialize import dag_job_json, dag_json, edge_json
 from controller.api.errors import read_json
-from controller.api.params import bool_param, id_path, page
+from controller.api.params import bool_param, id_path, page, page_json
 from controller.api.state import POOL
 
 routes = web.RouteTableDef()
@@ -39,9 +39,7 @@ async def list_dags(request: web.Request) -> web.Response:
             limit=limit,
             offset=offset,
         )
-    return web.json_response(
-        {"items": [dag_json(r) for r in rows], "total": total, "limit": limit, "offset": offset}
-    )
+    return page_json([dag_json(r) for r in rows], total, limit, offset)
 
 
 @routes.get("/api/v1/dags/{id}")

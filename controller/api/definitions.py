@@ -11,7 +11,7 @@ from common.errors import DomainError
 from common.repo import definitions as defs_repo
 from controller.api.dag_serialize import definition_json
 from controller.api.errors import read_json
-from controller.api.params import bool_param, id_path, page
+from controller.api.params import bool_param, id_path, page, page_json
 from controller.api.state import POOL
 
 routes = web.RouteTableDef()
@@ -71,14 +71,7 @@ async def list_definitions(request: web.Request) -> web.Response:
             limit=limit,
             offset=offset,
         )
-    return web.json_response(
-        {
-            "items": [definition_json(r) for r in rows],
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-        }
-    )
+    return page_json([definition_json(r) for r in rows], total, limit, offset)
 
 
 @routes.get("/api/v1/definitions/{id}")

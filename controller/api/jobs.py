@@ -15,7 +15,7 @@ from common.repo import runs as runs_repo
 from common.schedule import parse_schedule
 from controller.api.dag_serialize import dag_job_json
 from controller.api.errors import read_json
-from controller.api.params import body_time, choice_param, page
+from controller.api.params import body_time, choice_param, page, page_json
 from controller.api.serialize import job_json, run_json
 from controller.api.state import EXEC_POLICY, POOL, SETTINGS
 
@@ -60,9 +60,7 @@ async def list_jobs(request: web.Request) -> web.Response:
         rows, total = await jobs_repo.list_jobs(
             conn, status=status, query=query, limit=limit, offset=offset
         )
-    return web.json_response(
-        {"items": [job_json(r) for r in rows], "total": total, "limit": limit, "offset": offset}
-    )
+    return page_json([job_json(r) for r in rows], total, limit, offset)
 
 
 @routes.get("/api/v1/jobs/{ref}")

@@ -8,7 +8,7 @@ from common import defspec
 from common.repo import namespaces as ns_repo
 from controller.api.dag_serialize import namespace_json
 from controller.api.errors import read_json
-from controller.api.params import page
+from controller.api.params import page, page_json
 from controller.api.state import POOL
 
 routes = web.RouteTableDef()
@@ -27,14 +27,7 @@ async def list_namespaces(request: web.Request) -> web.Response:
     limit, offset = page(request)
     async with request.app[POOL].connection() as conn:
         rows, total = await ns_repo.list_all(conn, limit, offset)
-    return web.json_response(
-        {
-            "items": [namespace_json(r) for r in rows],
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-        }
-    )
+    return page_json([namespace_json(r) for r in rows], total, limit, offset)
 
 
 def _name(request: web.Request) -> str:

@@ -77,6 +77,22 @@ def string_map(description: str, key_pattern: str, max_items: int) -> Schema:
     }
 
 
+def page_of(item: str) -> Schema:
+    """A list answer (params.page_json): one page of ``item`` and where it lies."""
+    return obj(
+        {
+            "items": {"type": "array", "items": ref(item)},
+            "total": integer(
+                "Matches across all pages; null only for an empty page past the first (the "
+                "count is read together with the page).",
+                nullable=True,
+            ),
+            "limit": integer(),
+            "offset": integer(),
+        }
+    )
+
+
 def masked_secrets() -> Schema:
     """``secret_env`` in an answer: names only, every value the mask."""
     return {
@@ -293,16 +309,6 @@ def schemas() -> dict[str, Schema]:
         "registered_at": timestamp(),
         "last_heartbeat": timestamp(),
     }
-
-    def page_of(item: str) -> Schema:
-        return obj(
-            {
-                "items": {"type": "array", "items": ref(item)},
-                "total": integer("Matches across all pages."),
-                "limit": integer(),
-                "offset": integer(),
-            }
-        )
 
     return {
         "Error": obj(
@@ -832,30 +838,32 @@ def paths() -> dict[str, Schema]:
             ),
         },
         DOCS_PATH + "/{asset}": {
-            "get": {
-                **operation(
-                    "docsAsset",
-                    "docs",
-                    "A static file of the Swagger UI page.",
-                    {
-                        "200": {
-                            "description": "The file.",
-                            "content": {"*/*": {"schema": string(format="binary")}},
-                        }
-                    },
-                    errors=(404,),
-                ),
-                "parameters": [
-                    {
-                        "name": "asset",
-                        "in": "path",
-                        "required": True,
-                        "schema": string(example="swagger-ui-bundle.js"),
-                    }
-                ],
-            },
+            "get": static_asset(
+                "docsAsset", "docs", "the Swagger UI page", example="swagger-ui-bundle.js"
+            ),
         },
         **dashboard_paths(),
+    }
+
+
+def static_asset(operation_id: str, tag: str, page: str, *, example: str) -> Schema:
+    """GET of one static file (``{asset}`` in the path) belonging to ``page``."""
+    return {
+        **operation(
+            operation_id,
+            tag,
+            f"A static file of {page}.",
+            {
+                "200": {
+                    "description": "The file.",
+                    "content": {"*/*": {"schema": string(format="binary")}},
+                }
+            },
+            errors=(404,),
+        ),
+        "parameters": [
+            {"name": "asset", "in": "path", "required": True, "schema": string(example=example)}
+        ],
     }
 
 
@@ -869,28 +877,7 @@ def dashboard_paths() -> dict[str, Schema]:
             ),
         },
         "/static/{asset}": {
-            "get": {
-                **operation(
-                    "dashboardAsset",
-                    "dashboard",
-                    "A static file of the dashboard.",
-                    {
-                        "200": {
-                            "description": "The file.",
-                            "content": {"*/*": {"schema": string(format="binary")}},
-                        }
-                    },
-                    errors=(404,),
-                ),
-                "parameters": [
-                    {
-                        "name": "asset",
-                        "in": "path",
-                        "required": True,
-                        "schema": string(example="app.js"),
-                    }
-                ],
-            },
+            "get": static_asset("dashboardAsset", "dashboard", "the dashboard", example="app.js"),
         },
     }
 
@@ -923,14 +910,7 @@ def audit_schemas() -> dict[str, Schema]:
                 },
             }
         ),
-        "AuditList": obj(
-            {
-                "items": {"type": "array", "items": ref("AuditEntry")},
-                "total": integer("Matches across all pages."),
-                "limit": integer(),
-                "offset": integer(),
-            }
-        ),
+        "AuditList": page_of("AuditEntry"),
     }
 
 

@@ -28,10 +28,12 @@ from controller.api.openapi import (
     Schema,
     duration,
     integer,
+    job_input_properties,
     json_response,
     masked_secrets,
     obj,
     operation,
+    page_of,
     ref,
     string,
     string_map,
@@ -128,6 +130,7 @@ def _http_spec() -> Schema:
 
 def _exec_input() -> dict[str, Schema]:
     """What a definition and an inline workflow node both accept (defspec's exec spec)."""
+    job = job_input_properties()  # the fields validated exactly like a cron job's
     return {
         "kind": string(
             "What the worker runs: a shell command or argv (`cmd`), an HTTP request (`http`), "
@@ -149,12 +152,7 @@ def _exec_input() -> dict[str, Schema]:
             maxItems=jobspec.MAX_ARGS,
             nullable=True,
         ),
-        "env": {
-            **string_map(
-                "Added to a minimal environment.", jobspec.ENV_KEY_RE.pattern, jobspec.MAX_ENV
-            ),
-            "nullable": True,
-        },
+        "env": job["env"],
         "secret_env": {
             **string_map(
                 "Like `env`, but passed only to the process and shown as `***` in every "
@@ -201,19 +199,9 @@ def _exec_input() -> dict[str, Schema]:
             },
             "The request to send; required when `kind` is `http`, refused otherwise.",
         ),
-        "timeout": duration(
-            "Kill the run after this; 0 means no timeout.", jobspec.MAX_TIMEOUT, "0"
-        ),
-        "max_retries": integer(
-            "Retries after a failed or timed-out attempt.",
-            minimum=0,
-            maximum=jobspec.MAX_RETRIES,
-            default=0,
-            nullable=True,
-        ),
-        "retry_backoff": duration(
-            "Base of the exponential back-off between attempts.", jobspec.MAX_BACKOFF, "10"
-        ),
+        "timeout": job["timeout"],
+        "max_retries": job["max_retries"],
+        "retry_backoff": job["retry_backoff"],
         "delay_interval": duration(
             "In a DAG run, wait this long after the last parent finished before starting.",
             defspec.MAX_DELAY,
@@ -229,19 +217,6 @@ def _strict(schema: Schema, description: str, **extra: Any) -> Schema:
     if not body["required"]:
         del body["required"]
     return body
-
-
-def _page_of(item: str) -> Schema:
-    return obj(
-        {
-            "items": _array(ref(item)),
-            "total": integer(
-                "Matches across all pages; null when the page is empty.", nullable=True
-            ),
-            "limit": integer(),
-            "offset": integer(),
-        }
-    )
 
 
 def _list_of(item: str) -> Schema:
@@ -653,7 +628,7 @@ def _response_schemas() -> dict[str, Schema]:
             },
             required=("name", "description", "created_at"),
         ),
-        "NamespaceList": _page_of("Namespace"),
+        "NamespaceList": page_of("Namespace"),
         "NamespaceDeleted": obj({"deleted": string("Name of the deleted namespace.")}),
         "Definition": obj(definition, required=definition_required),
         "DefinitionWritten": obj(written, required=(*definition_required, "outcome")),
@@ -663,7 +638,7 @@ def _response_schemas() -> dict[str, Schema]:
                 **{o: integer(f"Definitions {o}.") for o in UPSERT_OUTCOMES},
             }
         ),
-        "DefinitionList": _page_of("Definition"),
+        "DefinitionList": page_of("Definition"),
         "DagJob": obj(dag_job),
         "DagJobList": _list_of("DagJob"),
         "Edge": obj(edge),
@@ -687,7 +662,7 @@ def _response_schemas() -> dict[str, Schema]:
             },
             required=tuple(dag_core),
         ),
-        "DagList": _page_of("Dag"),
+        "DagList": page_of("Dag"),
         "DagDeleted": obj({"deleted": integer("Id of the deleted DAG; its runs stay.")}),
         "DagRun": obj(dag_run),
         "DagRunDetail": obj(
@@ -712,7 +687,7 @@ def _response_schemas() -> dict[str, Schema]:
             }
         ),
         "DagRunNode": obj(node),
-        "DagRunList": _page_of("DagRun"),
+        "DagRunList": page_of("DagRun"),
         "NodeActionResult": obj(
             {
                 "job_id": integer(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -99,3 +100,15 @@ def page(request: web.Request) -> tuple[int, int]:
     offset = int_param(request, "offset", 0, 0, 10_000_000)
     assert limit is not None and offset is not None
     return limit, offset
+
+
+def page_json(
+    items: list[dict[str, Any]], total: int | None, limit: int, offset: int
+) -> web.Response:
+    """One page of a list: the items, the matches across all pages, and the page asked for.
+
+    An empty first page means nothing matched (0); an empty later page cannot tell (null).
+    """
+    if total is None and offset == 0:
+        total = 0
+    return web.json_response({"items": items, "total": total, "limit": limit, "offset": offset})

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from common.repo import runs as runs_repo
 from common.states import RunState
-from controller.api.params import choice_param, id_path, int_param, page, time_param
+from controller.api.params import choice_param, id_path, int_param, page, page_json, time_param
 from controller.api.serialize import run_json
 from controller.api.state import POOL
 
@@ -31,9 +31,7 @@ async def list_runs(request: web.Request) -> web.Response:
             limit=limit,
             offset=offset,
         )
-    return web.json_response(
-        {"items": [run_json(r) for r in rows], "total": total, "limit": limit, "offset": offset}
-    )
+    return page_json([run_json(r) for r in rows], total, limit, offset)
 
 
 @routes.get("/api/v1/runs/{id}")
