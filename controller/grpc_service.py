@@ -48,6 +48,9 @@ class ControllerService(pb_grpc.ControllerServiceServicer):
                     running=[(t.run_id, t.attempt) for t in request.running],
                     version=request.version,
                     draining=request.draining,
+                    allowed_commands=(
+                        list(request.allowed_commands) if request.restricted else None
+                    ),
                 )
                 current = await leadership.current(conn)
         except Exception as exc:  # noqa: BLE001 - the worker retries on another controller

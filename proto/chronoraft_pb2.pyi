@@ -103,7 +103,7 @@ class RunningTask(_message.Message):
     def __init__(self, run_id: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("worker_id", "address", "labels", "capacity", "running", "version", "draining")
+    __slots__ = ("worker_id", "address", "labels", "capacity", "running", "version", "draining", "restricted", "allowed_commands")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +118,8 @@ class HeartbeatRequest(_message.Message):
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DRAINING_FIELD_NUMBER: _ClassVar[int]
+    RESTRICTED_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_COMMANDS_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     address: str
     labels: _containers.ScalarMap[str, str]
@@ -125,7 +127,9 @@ class HeartbeatRequest(_message.Message):
     running: _containers.RepeatedCompositeFieldContainer[RunningTask]
     version: str
     draining: bool
-    def __init__(self, worker_id: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capacity: _Optional[int] = ..., running: _Optional[_Iterable[_Union[RunningTask, _Mapping]]] = ..., version: _Optional[str] = ..., draining: _Optional[bool] = ...) -> None: ...
+    restricted: bool
+    allowed_commands: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, worker_id: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., capacity: _Optional[int] = ..., running: _Optional[_Iterable[_Union[RunningTask, _Mapping]]] = ..., version: _Optional[str] = ..., draining: _Optional[bool] = ..., restricted: _Optional[bool] = ..., allowed_commands: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class HeartbeatReply(_message.Message):
     __slots__ = ("ok", "epoch")

@@ -1,9 +1,10 @@
 """Periodic Heartbeat to a controller: registers the worker and keeps its lease alive.
 
 The heartbeat carries what the leader needs to place work (address, labels, capacity, what is
-running) and ``draining`` so it stops sending work to a worker that is shutting down. The
-reply's epoch (the one in PostgreSQL) raises this worker's fence, so a deposed leader is
-refused even before the new leader's first RunTask arrives here.
+running, the command allowlist so no run is placed here only to be refused ``not_allowed``)
+and ``draining`` so it stops sending work to a worker that is shutting down. The reply's epoch
+(the one in PostgreSQL) raises this worker's fence, so a deposed leader is refused even
+before the new leader's first RunTask arrives here.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Heartbeater:
         self._poke.set()
 
     def request(self) -> pb.HeartbeatRequest:
+        allowed = self._service.allowed_commands
         return pb.HeartbeatRequest(
             worker_id=self._worker_id,
             address=self._settings.worker_address,
@@ -60,6 +62,8 @@ class Heartbeater:
             running=[pb.RunningTask(run_id=r, attempt=a) for r, a in self._service.running()],
             version=self._version,
             draining=self._service.draining,
+            restricted=bool(allowed),
+            allowed_commands=list(allowed),
         )
 
     async def beat(self, timeout: float | None = None) -> bool:

@@ -211,6 +211,11 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
     def highest_epoch(self) -> int:
         return self._highest_epoch
 
+    @property
+    def allowed_commands(self) -> tuple[str, ...]:
+        """This worker's allowlist; empty means no allowlist (every command runs)."""
+        return self._allowed
+
     def running(self) -> list[AttemptKey]:
         """Attempts with a live process (superseded ones included until they are gone)."""
         return sorted(self._attempts)

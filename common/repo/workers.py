@@ -20,8 +20,11 @@ async def heartbeat(
     running: list[tuple[int, int]],
     version: str,
     draining: bool,
+    allowed_commands: list[str] | None = None,
 ) -> bool:
     """Record a heartbeat; returns True when this registered a new worker.
+
+    ``allowed_commands`` is the worker's command allowlist, None when it has none.
 
     Runs the worker says it is executing but that PostgreSQL still has as ``dispatched``
     move to ``running`` (the dispatch reply may have been lost with a leader).
@@ -37,6 +40,9 @@ async def heartbeat(
                 "running": len(running),
                 "version": version,
                 "draining": draining,
+                "allowed_commands": (
+                    Jsonb(list(allowed_commands)) if allowed_commands is not None else None
+                ),
             },
         )
         row = await cur.fetchone()

@@ -307,22 +307,26 @@ SELECT state, count(*) AS n FROM runs GROUP BY state;
 -- ===== workers =====
 
 -- name: worker_heartbeat
-INSERT INTO workers (id, address, labels, capacity, running, version, draining, last_heartbeat)
+-- allowed_commands NULL: the worker has no allowlist (every command runs there).
+INSERT INTO workers (id, address, labels, capacity, running, version, draining,
+                     allowed_commands, last_heartbeat)
 VALUES (%(id)s, %(address)s, %(labels)s, %(capacity)s, %(running)s, %(version)s,
-        %(draining)s, now())
+        %(draining)s, %(allowed_commands)s, now())
 ON CONFLICT (id) DO UPDATE
 SET address = EXCLUDED.address, labels = EXCLUDED.labels, capacity = EXCLUDED.capacity,
     running = EXCLUDED.running, version = EXCLUDED.version, draining = EXCLUDED.draining,
-    last_heartbeat = now()
+    allowed_commands = EXCLUDED.allowed_commands, last_heartbeat = now()
 RETURNING (xmax = 0) AS registered;
 
 -- name: workers_live
-SELECT id, address, labels, capacity, running, version, draining, registered_at, last_heartbeat
+SELECT id, address, labels, capacity, running, version, draining, allowed_commands,
+       registered_at, last_heartbeat
 FROM workers WHERE last_heartbeat >= now() - make_interval(secs => %(lease)s)
 ORDER BY id;
 
 -- name: workers_all
-SELECT id, address, labels, capacity, running, version, draining, registered_at, last_heartbeat,
+SELECT id, address, labels, capacity, running, version, draining, allowed_commands,
+       registered_at, last_heartbeat,
        last_heartbeat >= now() - make_interval(secs => %(lease)s) AS alive
 FROM workers ORDER BY id;
 

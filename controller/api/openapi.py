@@ -305,6 +305,16 @@ def schemas() -> dict[str, Schema]:
         "running": integer(),
         "version": string(),
         "draining": {"type": "boolean"},
+        "allowed_commands": {
+            "type": "array",
+            "items": string(),
+            "nullable": True,
+            "description": (
+                "The worker's command allowlist (CHRONORAFT_WORKER_ALLOWED_COMMANDS) as its "
+                "last heartbeat reported it; the leader places a cmd run only on a worker "
+                "whose list allows its command. null: no allowlist, every command runs there."
+            ),
+        },
         "alive": {"type": "boolean", "description": "Heartbeat within the worker lease."},
         "registered_at": timestamp(),
         "last_heartbeat": timestamp(),

@@ -95,6 +95,7 @@ def worker_json(row: dict[str, Any]) -> dict[str, Any]:
         "running": row["running"],
         "version": row["version"],
         "draining": row["draining"],
+        "allowed_commands": row.get("allowed_commands"),
         "alive": row.get("alive", True),
         "registered_at": iso(row["registered_at"]),
         "last_heartbeat": iso(row["last_heartbeat"]),

@@ -57,6 +57,10 @@ except ImportError:  # pragma: no cover
 
 
 WAIT_RECHECK_SECONDS = 0.5
+STRANDED_RECHECK_SECONDS = 1.0
+"""How long a run no live worker can take (labels, allowlist) steps aside before a recheck."""
+WARNED_RUNS_KEPT = 10_000
+"""How many run ids the "no live worker allows command" warning remembers (once per run)."""
 DAG_SWEEP_SECONDS = 5.0
 CHANNELS = ("chronoraft_jobs", "chronoraft_runs", "chronoraft_dags", "chronoraft_dag_defs")
 
@@ -68,15 +72,20 @@ class _BatchPlan:
     cancel: bool
 
 
-async def _close_attempt(conn: Any, run: dict[str, Any], state: str, error: str) -> str:
-    """End a run's current attempt on the leader's word (the worker cannot report it)."""
+async def _close_attempt(
+    conn: Any, run: dict[str, Any], state: str, error: str, worker_id: str | None = None
+) -> str:
+    """End a run's current attempt on the leader's word (the worker cannot report it).
+
+    ``worker_id`` for a run row that does not carry one (a claimed pending run has none).
+    """
     return await runs_repo.finish_attempt(
         conn,
         runs_repo.AttemptResult(
             run_id=run["id"],
             attempt=run["attempt"],
             state=state,
-            worker_id=run["worker_id"],
+            worker_id=worker_id or run.get("worker_id"),
             error=error,
         ),
     )
@@ -136,6 +145,31 @@ def http_spec(run: dict[str, Any]) -> pb.HttpRequestSpec | None:
     )
 
 
+def run_needs(run: dict[str, Any]) -> placement.RunNeeds:
+    """What placement checks for a run: its labels, and the command exactly as ``_send``
+    passes it (``args`` None is a shell command), so a worker's allowlist is applied to what
+    the worker would actually be asked to run."""
+    args = run["args"]
+    return placement.RunNeeds(
+        selector=run["labels"] or {},
+        kind="http" if run["kind"] == "http" else "cmd",
+        command=run["command"] or "",
+        args=None if args is None else tuple(args),
+    )
+
+
+def worker_slot(row: dict[str, Any]) -> placement.WorkerSlot:
+    allowed = row.get("allowed_commands")
+    return placement.WorkerSlot(
+        worker_id=row["id"],
+        address=row["address"],
+        labels=row["labels"] or {},
+        capacity=int(row["capacity"]),
+        draining=bool(row["draining"]),
+        allowed_commands=None if allowed is None else tuple(str(p) for p in allowed),
+    )
+
+
 class LeaderLoop:
     """Everything the leader does for one epoch. ``run()`` returns only by exception."""
 
@@ -164,6 +198,8 @@ class LeaderLoop:
         self._sweep_dag_runs = True
         self._listening = asyncio.Event()
         self._suspect_until: dict[str, float] = {}
+        self._warned_nowhere: dict[int, None] = {}
+        """Pending runs already logged as allowed by no live worker (insertion-ordered, capped)."""
         self._reap_not_before = time.monotonic() + settings.worker_lease
 
     def _log(self, **fields: Any) -> dict[str, Any]:
@@ -523,22 +559,22 @@ class LeaderLoop:
             plan = await self._apply_policies(conn, pending)
             live = await workers_repo.live(conn, self.settings.worker_lease)
             loads = await runs_repo.active_counts(conn)
-            slots = [
-                placement.WorkerSlot(
-                    worker_id=w["id"],
-                    address=w["address"],
-                    labels=w["labels"] or {},
-                    capacity=int(w["capacity"]),
-                    draining=bool(w["draining"]),
-                )
-                for w in live
-            ]
+            slots = [worker_slot(w) for w in live]
             startable = plan.start
-            chosen = placement.place([r["labels"] or {} for r in startable], slots, loads, excluded)
+            needs = [run_needs(r) for r in startable]
+            chosen = placement.place(needs, slots, loads, excluded)
             assignments = [(r, w) for r, w in zip(startable, chosen, strict=True) if w is not None]
+            stranded = [
+                int(r["id"])
+                for r, need, w in zip(startable, needs, chosen, strict=True)
+                if w is None and not placement.placeable(need, slots)
+            ]
+            # They wait for a worker that can take them, behind the runs that can start now.
+            await runs_repo.defer_pending(conn, stranded, STRANDED_RECHECK_SECONDS)
             await runs_repo.mark_dispatched(
                 conn, [(r["id"], w.worker_id) for r, w in assignments], self.epoch
             )
+        self._note_unplaceable(startable, needs, chosen, slots)
         if plan.cancel:
             asyncio.create_task(self._send_cancels(), name="overlap-cancel")
         if assignments:
@@ -548,6 +584,36 @@ class LeaderLoop:
                 async with fenced(self.pool, self.epoch) as conn:
                     await runs_repo.mark_running(conn, started)
         return len(assignments) + plan.settled
+
+    def _note_unplaceable(
+        self,
+        runs: list[dict[str, Any]],
+        needs: list[placement.RunNeeds],
+        chosen: list[placement.WorkerSlot | None],
+        slots: list[placement.WorkerSlot],
+    ) -> None:
+        """Warn, once per run, about a run that stays pending because every live worker
+        matching its labels has an allowlist that refuses its command.
+
+        Such a run waits like a run whose labels match no worker (it is placed as soon as a
+        worker that allows it heartbeats); the warning tells the operator why it waits.
+        """
+        for run, need, worker in zip(runs, needs, chosen, strict=True):
+            run_id = int(run["id"])
+            if worker is not None:
+                self._warned_nowhere.pop(run_id, None)
+                continue
+            if run_id in self._warned_nowhere or not placement.allowed_nowhere(need, slots):
+                continue
+            self._warned_nowhere[run_id] = None
+            while len(self._warned_nowhere) > WARNED_RUNS_KEPT:
+                del self._warned_nowhere[next(iter(self._warned_nowhere))]
+            log.warning(
+                "run %d stays pending: no live worker allows command %r",
+                run_id,
+                need.command,
+                extra=self._log(run_id=run_id, job_id=run["job_id"]),
+            )
 
     async def _apply_policies(self, conn: Any, pending: list[dict[str, Any]]) -> _BatchPlan:
         """Split a claimed batch by each job's overlap policy and the concurrency caps."""
@@ -652,10 +718,17 @@ class LeaderLoop:
         if reply.reason == "stale_epoch" and reply.highest_epoch > self.epoch:
             await self._requeue(run, "refused by worker: stale epoch", 0.0)
             raise Fenced(self.epoch, int(reply.highest_epoch))
-        if reply.reason in ("not_allowed", "unsupported_kind"):  # would bounce forever
+        # Placement already skips workers whose heartbeat allowlist refuses the command; a
+        # not_allowed here means the worker's list changed since (or an older worker that
+        # does not report it). Either way retrying there would bounce forever.
+        if reply.reason in ("not_allowed", "unsupported_kind"):
             async with fenced(self.pool, self.epoch) as conn:
                 await _close_attempt(
-                    conn, run, "failed", f"refused by {worker.worker_id}: {reply.reason}"
+                    conn,
+                    run,
+                    "failed",
+                    f"refused by {worker.worker_id}: {reply.reason}",
+                    worker.worker_id,
                 )
             self._wake_dispatcher.set()
             return None

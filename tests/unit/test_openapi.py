@@ -291,7 +291,7 @@ def run_row() -> dict[str, Any]:
     }
 
 
-def worker_row(alive: bool = True) -> dict[str, Any]:
+def worker_row(alive: bool = True, allowed_commands: list[str] | None = None) -> dict[str, Any]:
     return {
         "id": "w1",
         "address": "127.0.0.1:50051",
@@ -300,6 +300,7 @@ def worker_row(alive: bool = True) -> dict[str, Any]:
         "running": 1,
         "version": "0.1.0",
         "draining": False,
+        "allowed_commands": allowed_commands,
         "alive": alive,
         "registered_at": T0,
         "last_heartbeat": T0,
@@ -342,6 +343,10 @@ def test_serialized_job_run_and_worker_match_their_schemas(doc: dict[str, Any]) 
     check_against(doc, ref("Run"), run_json(run_row()))
     check_against(doc, ref("RunDetail"), run_json(run_row(), full=True))
     check_against(doc, ref("Worker"), worker_json(worker_row()))
+    strict = worker_json(worker_row(allowed_commands=["/bin/echo", "true"]))
+    check_against(doc, ref("Worker"), strict)
+    assert strict["allowed_commands"] == ["/bin/echo", "true"]
+    assert worker_json(worker_row())["allowed_commands"] is None
 
 
 @pytest.fixture
@@ -363,7 +368,7 @@ def fake_repos(monkeypatch: pytest.MonkeyPatch) -> None:
         return [{"epoch": 3, "node_id": "c1", "claimed_at": T0}]
 
     async def all_workers(conn: Any, lease: float) -> list[dict[str, Any]]:
-        return [worker_row(), worker_row(alive=False)]
+        return [worker_row(), worker_row(alive=False, allowed_commands=["echo"])]
 
     monkeypatch.setattr(jobs_repo, "list_jobs", list_jobs)
     monkeypatch.setattr(runs_repo, "list_runs", list_runs)

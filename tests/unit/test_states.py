@@ -58,7 +58,12 @@ def test_state_values_are_the_stored_strings() -> None:
 
 def test_terminal_and_active_sets() -> None:
     assert TERMINAL == {
-        S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED, S.SKIPPED, S.UPSTREAM_FAILED
+        S.SUCCEEDED,
+        S.FAILED,
+        S.TIMED_OUT,
+        S.CANCELLED,
+        S.SKIPPED,
+        S.UPSTREAM_FAILED,
     }
     assert ACTIVE == {S.DISPATCHED, S.RUNNING}
     assert not TERMINAL & ACTIVE

@@ -176,3 +176,28 @@ async def test_the_worker_allowlist_refuses_other_commands_as_not_allowed(
         else:
             assert (reply.accepted, reply.reason) == (False, "not_allowed")
             assert service.running() == [] and spool.count() == 0
+
+
+async def test_every_heartbeat_tells_the_leader_the_worker_allowlist(tmp_path):
+    """The leader places runs from these fields; an unrestricted worker says so explicitly."""
+    controller = FakeController()
+    await controller.start()
+    try:
+        strict = worker_settings(
+            tmp_path / "strict", (controller.address,), worker_allowed_commands=("/bin/echo",)
+        )
+        async with running_worker(strict):
+            await eventually(lambda: len(controller.heartbeats) >= 2, 5.0, "two heartbeats")
+        assert controller.heartbeats
+        for beat in controller.heartbeats:
+            assert beat.restricted and list(beat.allowed_commands) == ["/bin/echo"]
+
+        controller.heartbeats.clear()
+        open_worker = worker_settings(tmp_path / "open", (controller.address,), worker_id="w-open")
+        async with running_worker(open_worker):
+            await eventually(lambda: controller.heartbeats, 5.0, "a heartbeat")
+        assert all(
+            not beat.restricted and not beat.allowed_commands for beat in controller.heartbeats
+        )
+    finally:
+        await controller.stop()
