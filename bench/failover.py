@@ -1,121 +1,152 @@
-"""Failover benchmark: SIGKILL the leader N times while a 1-second job runs.
+"""Failover: SIGKILL (and SIGSTOP) the leader while a 1-second job runs.
 
-For each kill: time until another controller reports itself leader, and time until the
-first run dispatched under the new epoch (read from PostgreSQL's run table). Prints a table
-of min / median / p99 / max. Usage: ``.venv/bin/python -m bench.failover --kills 10``.
+Per SIGKILL: time until another controller reports itself leader, and time until the first
+run dispatched under the new epoch (``runs.dispatched_at`` in PostgreSQL, written by the
+new leader). Per SIGSTOP: the same two times while the old leader is frozen (it still holds
+its connections, maybe a row lock, until PostgreSQL's idle-in-transaction timeout ends its
+session), then SIGCONT and the time until the old leader has stepped down.
+
+``python -m bench.failover --kills 10`` still works: it is ``python -m bench --only
+failover --kills 10``.
 """
 
 from __future__ import annotations
 
-import argparse
-import statistics
+import signal
 import sys
-import tempfile
 import time
-from pathlib import Path
+from argparse import Namespace
 
-import psycopg
+from bench import pgsql
+from bench.harness import BenchEnv, api, progress, wait_new_leader
+from bench.stats import summarize
+from bench.table import Table
+from controller.local_cluster import LocalCluster
 
-from common import db
-from common.pgserver import PgServer
-from controller.local_cluster import LocalCluster, http_json
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
-    return ordered[index]
+NAME = "failover"
 
 
-def first_dispatch_after(url: str, epoch: int, deadline: float) -> float | None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        while time.time() < deadline:
-            row = conn.execute(
-                "SELECT extract(epoch FROM min(dispatched_at)) FROM runs WHERE epoch = %s", (epoch,)
-            ).fetchone()
-            if row and row[0] is not None:
-                return float(row[0])
-            time.sleep(0.02)
-    return None
+def _new_epoch(cluster: LocalCluster, node: str, old_epoch: int) -> int:
+    info = cluster.cluster_info(node) or {}
+    leading = (info.get("node") or {}).get("leading_epoch")
+    if leading:
+        return int(leading)
+    epoch = info.get("epoch")
+    return int(epoch) if epoch and epoch > old_epoch else old_epoch + 1
+
+
+def _s(seconds: float | None) -> str:
+    return "none within 30s" if seconds is None else f"{seconds:.3f}s"
+
+
+def _rejoined(cluster: LocalCluster, name: str) -> bool:
+    info = cluster.cluster_info(name, timeout=1.0)
+    return bool(info) and info["node"]["role"] != "leader" and not info["node"]["leading_epoch"]
+
+
+def kill_once(cluster: LocalCluster, url: str, settle: float) -> tuple[float, float | None]:
+    """One SIGKILL; returns (s to new leader, s to first dispatch by it or None)."""
+    leader = cluster.wait_for("a leader", cluster.leader, 30)
+    old_epoch = int(cluster.cluster_info(leader)["epoch"])
+    killed = time.time()
+    cluster.kill(leader)
+    new = wait_new_leader(cluster, leader)
+    elected = time.time() - killed
+    at = pgsql.first_dispatch(url, _new_epoch(cluster, new, old_epoch), time.time() + 30)
+    cluster.start(leader)
+    cluster.wait_for("the killed node to rejoin", lambda: _rejoined(cluster, leader), 60)
+    time.sleep(settle)
+    return elected, (at - killed) if at is not None else None
+
+
+def stop_once(cluster: LocalCluster, url: str, settle: float) -> tuple[float, float | None, float]:
+    """One SIGSTOP/SIGCONT; returns (s to new leader, s to first dispatch, s to step-down
+    after SIGCONT)."""
+    leader = cluster.wait_for("a leader", cluster.leader, 30)
+    old_epoch = int(cluster.cluster_info(leader)["epoch"])
+    stopped = time.time()
+    cluster.signal(leader, signal.SIGSTOP)
+    try:
+        new = wait_new_leader(cluster, leader)
+        elected = time.time() - stopped
+        at = pgsql.first_dispatch(url, _new_epoch(cluster, new, old_epoch), time.time() + 30)
+    finally:
+        cluster.signal(leader, signal.SIGCONT)
+        resumed = time.time()
+    cluster.wait_for("the resumed leader to step down", lambda: _rejoined(cluster, leader), 60)
+    stepped_down = time.time() - resumed
+    time.sleep(settle)
+    return elected, (at - stopped) if at is not None else None, stepped_down
+
+
+def run(env: BenchEnv, opts: Namespace) -> list[Table]:
+    extra: dict[str, str] = {}
+    if opts.raft_min is not None:
+        extra["CHRONORAFT_RAFT_MIN_TIMEOUT"] = str(opts.raft_min)
+    if opts.raft_max is not None:
+        extra["CHRONORAFT_RAFT_MAX_TIMEOUT"] = str(opts.raft_max)
+    elected: list[float] = []
+    dispatched: list[float] = []
+    stop_elected: list[float] = []
+    stop_dispatched: list[float] = []
+    stepdown: list[float] = []
+    lost = 0
+    with env.cluster(NAME, workers=2, worker_concurrency=8, extra_env=extra) as (cluster, url):
+        leader = cluster.wait_for("a leader", cluster.leader, 30)
+        api(
+            cluster,
+            leader,
+            "POST",
+            "/api/v1/jobs",
+            {"name": "bench-1s", "schedule": "* * * * * *", "command": "true", "args": []},
+        )
+        time.sleep(3)
+        for i in range(opts.kills):
+            up, first = kill_once(cluster, url, opts.settle)
+            elected.append(up)
+            if first is None:
+                lost += 1
+            else:
+                dispatched.append(first)
+            progress(f"kill {i + 1}/{opts.kills}: leader {up:.3f}s, first dispatch {_s(first)}")
+        for i in range(opts.stops):
+            up, first, down = stop_once(cluster, url, opts.settle)
+            stop_elected.append(up)
+            stepdown.append(down)
+            if first is None:
+                lost += 1
+            else:
+                stop_dispatched.append(first)
+            progress(f"stop {i + 1}/{opts.stops}: leader {up:.3f}s, first dispatch {_s(first)}")
+    table = Table(
+        "Failover: leader SIGKILL / SIGSTOP with a `* * * * * *` job",
+        ["metric (s)", "n", "min", "median", "p99", "max"],
+    )
+    for label, values in (
+        ("SIGKILL -> new leader reports", elected),
+        ("SIGKILL -> first dispatch by new epoch", dispatched),
+        ("SIGSTOP -> new leader reports", stop_elected),
+        ("SIGSTOP -> first dispatch by new epoch", stop_dispatched),
+        ("SIGCONT -> old leader stepped down", stepdown),
+    ):
+        s = summarize(values)
+        table.add(label, s.n, s.min, s.median, s.p99, s.max)
+    table.note(
+        "new leader reports = first time another controller's /api/v1/cluster says it leads "
+        "(polled every 20 ms); first dispatch = min(runs.dispatched_at) of the new epoch"
+    )
+    raft = f"raft timeouts {opts.raft_min or 'default'}/{opts.raft_max or 'default'}"
+    table.note(f"{opts.kills} kills, {opts.stops} stops, {opts.settle:g}s settle, {raft}")
+    if lost:
+        table.note(f"{lost} faults with no dispatch by the new epoch within 30 s")
+    return [table]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--kills", type=int, default=10)
-    parser.add_argument("--raft-min", type=float, default=None, help="override min timeout")
-    parser.add_argument("--raft-max", type=float, default=None, help="override max timeout")
-    args = parser.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="chronoraft-bench-"))
-    pg = PgServer.create(str(base / "pg"))
-    pg.start()
-    db.migrate(pg.url)
-    extra = {}
-    if args.raft_min is not None:
-        extra["CHRONORAFT_RAFT_MIN_TIMEOUT"] = str(args.raft_min)
-    if args.raft_max is not None:
-        extra["CHRONORAFT_RAFT_MAX_TIMEOUT"] = str(args.raft_max)
-    cluster = LocalCluster(
-        base_dir=base,
-        database_url=pg.url,
-        http_base=18080,
-        raft_base=17000,
-        grpc_base=19090,
-        worker_base=15051,
-        worker_http_base=19100,
-        log_level="WARNING",
-    )
-    elected: list[float] = []
-    dispatched: list[float] = []
-    try:
-        cluster.start_all()
-        leader = cluster.wait_ready(90)
-        http_json(
-            "POST",
-            cluster.url(leader) + "/api/v1/jobs",
-            {"name": "bench-1s", "schedule": "* * * * * *", "command": "true"},
-            token=cluster.admin_token,
-        )
-        time.sleep(3)
-        for i in range(args.kills):
-            leader = cluster.wait_for("leader", cluster.leader, 30)
-            old_epoch = cluster.cluster_info(leader)["epoch"]
-            killed = time.time()
-            cluster.kill(leader)
-            new = cluster.wait_for(
-                "new leader",
-                lambda old=leader: (lambda n: n if n and n != old else None)(cluster.leader()),
-                30,
-                interval=0.02,
-            )
-            elected.append(time.time() - killed)
-            info = cluster.cluster_info(new)
-            epoch = info["epoch"] if info and info["epoch"] > old_epoch else old_epoch + 1
-            at = first_dispatch_after(pg.url, epoch, time.time() + 30)
-            if at is not None:
-                dispatched.append(at - killed)
-            print(
-                f"kill {i + 1}: {leader} -> {new}: leader {elected[-1]:.3f}s, "
-                f"first dispatch {dispatched[-1] if at else float('nan'):.3f}s",
-                flush=True,
-            )
-            cluster.start(leader)
-            cluster.wait_for("rejoin", lambda name=leader: cluster.cluster_info(name), 30)
-            time.sleep(2)
-    finally:
-        cluster.stop_all()
-        pg.destroy()
-    print()
-    print(f"{'metric (s)':<34}{'n':>4}{'min':>8}{'median':>8}{'p99':>8}{'max':>8}")
-    for label, values in (
-        ("SIGKILL -> new leader reports", elected),
-        ("SIGKILL -> first dispatch (new)", dispatched),
-    ):
-        if values:
-            print(
-                f"{label:<34}{len(values):>4}{min(values):>8.3f}{statistics.median(values):>8.3f}"
-                f"{percentile(values, 99):>8.3f}{max(values):>8.3f}"
-            )
-    return 0
+    """Backwards-compatible entry point: ``python -m bench.failover [--kills N]``."""
+    from bench.__main__ import main as bench_main
+
+    return bench_main(["--only", "failover", *sys.argv[1:]])
 
 
 if __name__ == "__main__":
