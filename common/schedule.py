@@ -521,9 +521,14 @@ def _schedule_error(expr: str, reason: str) -> ScheduleError:
     return ScheduleError(f"schedule: {expr!r} is not a valid cron expression: {reason}")
 
 
+@lru_cache(maxsize=8192)
 def _field_problem(name: str, token: str) -> str | None:
     """Why a single field is invalid, or None; checks the field on its own so the message
-    can name it."""
+    can name it.
+
+    Cached: the same few tokens (``*``, ``0``, ``*/5``, ...) recur across thousands of jobs,
+    and each check is a croniter expansion; a leader loading 100,000 jobs parses them all.
+    """
     if any(_HASHED_RE.fullmatch(part) for part in token.split(",")):
         return (
             f"{name} field {token!r} uses H/R (hashed/random) values, which are not "

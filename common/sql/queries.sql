@@ -91,7 +91,10 @@ UPDATE jobs j SET next_fire_at = v.next_fire_at, missed_count = j.missed_count +
 FROM unnest(%(ids)s::bigint[], %(olds)s::timestamptz[], %(news)s::timestamptz[],
             %(missed)s::bigint[])
      AS v(id, old_fire_at, next_fire_at, missed)
-WHERE j.id = v.id AND j.next_fire_at IS NOT DISTINCT FROM v.old_fire_at
+-- A NULL next_fire_at (a row written without one, e.g. loaded by SQL) is the leader's to set:
+-- the leader computed the slot it fired from the schedule.
+WHERE j.id = v.id
+  AND (j.next_fire_at IS NOT DISTINCT FROM v.old_fire_at OR j.next_fire_at IS NULL)
 RETURNING j.id;
 
 -- name: jobs_count_overlap

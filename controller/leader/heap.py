@@ -6,20 +6,39 @@ import heapq
 import itertools
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from common.catchup import CatchupMode
-from common.schedule import Schedule
+from common.schedule import Schedule, parse_schedule
+
+
+@lru_cache(maxsize=65536)
+def cached_schedule(expr: str, timezone: str) -> Schedule:
+    """Jobs sharing an expression share one parsed Schedule."""
+    return parse_schedule(expr, timezone)
 
 
 @dataclass
 class HeapJob:
-    """What the leader needs to fire one job; ``next_fire_at`` is the persisted value."""
+    """What the leader needs to fire one job; ``next_fire_at`` is the persisted value.
+
+    The expression is parsed when the job first fires, not when the heap is loaded: only
+    ``next_fire_at`` orders the heap, and a new leader with 100,000 jobs of distinct
+    expressions would otherwise spend seconds parsing before it could fire anything.
+    """
 
     job_id: int
-    schedule: Schedule
+    expr: str
+    timezone: str
     next_fire_at: datetime
     catchup_window: float
     catchup_mode: CatchupMode = CatchupMode.ALL
+
+    @property
+    def schedule(self) -> Schedule:
+        """Raises ScheduleError for an expression that does not parse (the API refuses
+        those, so only a row written behind its back can have one)."""
+        return cached_schedule(self.expr, self.timezone)
 
 
 class ScheduleHeap:

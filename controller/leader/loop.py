@@ -15,7 +15,6 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 import grpc
@@ -33,11 +32,11 @@ from common.repo import jobs as jobs_repo
 from common.repo import leadership
 from common.repo import runs as runs_repo
 from common.repo import workers as workers_repo
-from common.schedule import Schedule, ScheduleError, parse_schedule
+from common.schedule import ScheduleError
 from common.settings import Settings
 from common.states import OverlapPolicy
 from controller.leader.fencing import fenced
-from controller.leader.heap import HeapJob, ScheduleHeap
+from controller.leader.heap import HeapJob, ScheduleHeap, cached_schedule
 from controller.leader.worker_client import WorkerClients
 from controller.metrics import ControllerMetrics
 from proto import chronoraft_pb2 as pb
@@ -93,12 +92,6 @@ async def _close_attempt(
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@lru_cache(maxsize=65536)
-def cached_schedule(expr: str, tz: str) -> Schedule:
-    """Jobs sharing an expression share one parsed Schedule (cheap heap rebuilds)."""
-    return parse_schedule(expr, tz)
 
 
 def task_env(run: dict[str, Any]) -> dict[str, str]:
@@ -306,19 +299,24 @@ class LeaderLoop:
     # ----- scheduler -----
 
     def _heap_job(self, row: dict[str, Any], now: datetime) -> HeapJob | None:
-        try:
-            schedule = cached_schedule(row["schedule"], row["timezone"])
-        except ScheduleError as exc:
-            log.error("job has an invalid schedule: %s", exc, extra=self._log(job_id=row["id"]))
-            return None
-        next_fire_at = row["next_fire_at"] or schedule.next_after(now)
+        next_fire_at = row["next_fire_at"]
+        if next_fire_at is None:  # never scheduled yet: the expression decides now
+            try:
+                next_fire_at = cached_schedule(row["schedule"], row["timezone"]).next_after(now)
+            except ScheduleError as exc:
+                self._invalid_schedule(int(row["id"]), exc)
+                return None
         return HeapJob(
             job_id=int(row["id"]),
-            schedule=schedule,
+            expr=row["schedule"],
+            timezone=row["timezone"],
             next_fire_at=next_fire_at,
             catchup_window=float(row["catchup_window_seconds"]),
             catchup_mode=CatchupMode(row.get("catchup", "all")),
         )
+
+    def _invalid_schedule(self, job_id: int, exc: ScheduleError) -> None:
+        log.error("job has an invalid schedule: %s", exc, extra=self._log(job_id=job_id))
 
     async def _reload(self) -> None:
         now = utcnow()
@@ -406,9 +404,12 @@ class LeaderLoop:
         rows: list[runs_repo.SlotRow] = []
         advances: list[tuple[HeapJob, datetime, int]] = []
         for job in due:
-            plan = plan_due(
-                job.schedule, job.next_fire_at, now, job.catchup_window, job.catchup_mode
-            )
+            try:
+                schedule = job.schedule
+            except ScheduleError as exc:  # popped: it stays out until the job is edited
+                self._invalid_schedule(job.job_id, exc)
+                continue
+            plan = plan_due(schedule, job.next_fire_at, now, job.catchup_window, job.catchup_mode)
             missed = plan.omitted_skips
             for decision in plan.decisions:
                 skipped = decision.action == "skip"
@@ -458,7 +459,12 @@ class LeaderLoop:
         """A DAG run per due slot of each scheduled DAG (one per slot, whoever tries)."""
         now = utcnow()
         for entry in self.dag_heap.pop_due(now, limit=500):
-            plan = plan_due(entry.schedule, entry.next_fire_at, now, entry.catchup_window)
+            try:
+                schedule = entry.schedule
+            except ScheduleError as exc:
+                self._invalid_schedule(entry.job_id, exc)
+                continue
+            plan = plan_due(schedule, entry.next_fire_at, now, entry.catchup_window)
             try:
                 async with fenced(self.pool, self.epoch) as conn:
                     for decision in plan.decisions:
@@ -712,7 +718,7 @@ class LeaderLoop:
             lateness = (started_at - run["scheduled_for"]).total_seconds()
             if lateness >= 0:
                 self.metrics.dispatch_lateness.observe(lateness)
-            log.info("run dispatched", extra=fields)
+            log.debug("run dispatched", extra=fields)
             return (run["id"], run["attempt"], started_at)
         self.metrics.dispatched.labels(reply.reason or "refused").inc()
         if reply.reason == "stale_epoch" and reply.highest_epoch > self.epoch:

@@ -37,7 +37,8 @@ def busy_cluster(
         tmp_path_factory.mktemp("observability"),
         new_database(pg_admin_url),
         workers=1,
-        extra_env={"CHRONORAFT_LOG_FORMAT": "json"},
+        # Per-run lines (run dispatched, attempt started) are DEBUG: off the hot path by default.
+        extra_env={"CHRONORAFT_LOG_FORMAT": "json", "CHRONORAFT_LOG_LEVEL": "DEBUG"},
     )
     try:
         cluster.start_all()

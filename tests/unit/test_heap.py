@@ -1,13 +1,12 @@
 from datetime import UTC, datetime, timedelta
 
-from common.schedule import parse_schedule
 from controller.leader.heap import HeapJob, ScheduleHeap
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def job(job_id: int, seconds: int) -> HeapJob:
-    return HeapJob(job_id, parse_schedule("@every 1s"), T0 + timedelta(seconds=seconds), 60)
+    return HeapJob(job_id, "@every 1s", "UTC", T0 + timedelta(seconds=seconds), 60)
 
 
 def test_pop_due_returns_only_due_jobs_in_time_order() -> None:
