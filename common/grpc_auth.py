@@ -1,9 +1,10 @@
 """Who may talk gRPC between controllers and workers: a shared secret, and TLS when configured.
 
 Both directions carry the secret in call metadata (controller -> worker RunTask/CancelTask,
-worker -> controller Heartbeat/ReportResult) and both servers check it in an interceptor
-before any handler runs, so a process without the secret can neither register as a worker,
-report fake results, nor make a worker run anything. The comparison is of SHA-256 digests
+worker -> controller Heartbeat/ReportResult(s)) and both servers check it in an interceptor
+before any handler runs, whatever the method (no list of methods to keep current), so a
+process without the secret can neither register as a worker, report fake results, nor make
+a worker run anything. The comparison is of SHA-256 digests
 with ``hmac.compare_digest`` (constant time).
 
 Without TLS the secret crosses the network in clear text, which is enough against a

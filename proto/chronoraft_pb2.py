@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16proto/chronoraft.proto\x12\nchronoraft\"\xf2\x02\n\x0eRunTaskRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\r\n\x05\x65poch\x18\x03 \x01(\x03\x12\x0e\n\x06job_id\x18\x04 \x01(\x03\x12\x0f\n\x07\x63ommand\x18\x05 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x06 \x03(\t\x12\x11\n\tuse_shell\x18\x07 \x01(\x08\x12\x30\n\x03\x65nv\x18\x08 \x03(\x0b\x32#.chronoraft.RunTaskRequest.EnvEntry\x12\x17\n\x0ftimeout_seconds\x18\t \x01(\x01\x12\x1a\n\x12output_limit_bytes\x18\n \x01(\x05\x12\x0b\n\x03\x63wd\x18\x0b \x01(\t\x12\x15\n\rscheduled_for\x18\x0c \x01(\x01\x12\x0c\n\x04kind\x18\r \x01(\t\x12)\n\x04http\x18\x0e \x01(\x0b\x32\x1b.chronoraft.HttpRequestSpec\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc0\x01\n\x0fHttpRequestSpec\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x39\n\x07headers\x18\x03 \x03(\x0b\x32(.chronoraft.HttpRequestSpec.HeadersEntry\x12\x0c\n\x04\x62ody\x18\x04 \x01(\t\x12\x17\n\x0f\x65xpected_status\x18\x05 \x01(\x05\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"[\n\x0cRunTaskReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nstarted_at\x18\x03 \x01(\x01\x12\x15\n\rhighest_epoch\x18\x04 \x01(\x03\"C\n\x11\x43\x61ncelTaskRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\r\n\x05\x65poch\x18\x03 \x01(\x03\" \n\x0f\x43\x61ncelTaskReply\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\".\n\x0bRunningTask\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"\xac\x02\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x38\n\x06labels\x18\x03 \x03(\x0b\x32(.chronoraft.HeartbeatRequest.LabelsEntry\x12\x10\n\x08\x63\x61pacity\x18\x04 \x01(\x05\x12(\n\x07running\x18\x05 \x03(\x0b\x32\x17.chronoraft.RunningTask\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\x10\n\x08\x64raining\x18\x07 \x01(\x08\x12\x12\n\nrestricted\x18\x08 \x01(\x08\x12\x18\n\x10\x61llowed_commands\x18\t \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"+\n\x0eHeartbeatReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\"\xe4\x01\n\x13ReportResultRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\r\n\x05state\x18\x04 \x01(\t\x12\x15\n\rhas_exit_code\x18\x05 \x01(\x08\x12\x11\n\texit_code\x18\x06 \x01(\x05\x12\x0e\n\x06output\x18\x07 \x01(\t\x12\x18\n\x10output_truncated\x18\x08 \x01(\x08\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\x12\n\nstarted_at\x18\n \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x0b \x01(\x01\"9\n\x11ReportResultReply\x12\x14\n\x0c\x61\x63knowledged\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t2\x9a\x01\n\rWorkerService\x12?\n\x07RunTask\x12\x1a.chronoraft.RunTaskRequest\x1a\x18.chronoraft.RunTaskReply\x12H\n\nCancelTask\x12\x1d.chronoraft.CancelTaskRequest\x1a\x1b.chronoraft.CancelTaskReply2\xaa\x01\n\x11\x43ontrollerService\x12\x45\n\tHeartbeat\x12\x1c.chronoraft.HeartbeatRequest\x1a\x1a.chronoraft.HeartbeatReply\x12N\n\x0cReportResult\x12\x1f.chronoraft.ReportResultRequest\x1a\x1d.chronoraft.ReportResultReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16proto/chronoraft.proto\x12\nchronoraft\"\xf2\x02\n\x0eRunTaskRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\r\n\x05\x65poch\x18\x03 \x01(\x03\x12\x0e\n\x06job_id\x18\x04 \x01(\x03\x12\x0f\n\x07\x63ommand\x18\x05 \x01(\t\x12\x0c\n\x04\x61rgs\x18\x06 \x03(\t\x12\x11\n\tuse_shell\x18\x07 \x01(\x08\x12\x30\n\x03\x65nv\x18\x08 \x03(\x0b\x32#.chronoraft.RunTaskRequest.EnvEntry\x12\x17\n\x0ftimeout_seconds\x18\t \x01(\x01\x12\x1a\n\x12output_limit_bytes\x18\n \x01(\x05\x12\x0b\n\x03\x63wd\x18\x0b \x01(\t\x12\x15\n\rscheduled_for\x18\x0c \x01(\x01\x12\x0c\n\x04kind\x18\r \x01(\t\x12)\n\x04http\x18\x0e \x01(\x0b\x32\x1b.chronoraft.HttpRequestSpec\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc0\x01\n\x0fHttpRequestSpec\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x39\n\x07headers\x18\x03 \x03(\x0b\x32(.chronoraft.HttpRequestSpec.HeadersEntry\x12\x0c\n\x04\x62ody\x18\x04 \x01(\t\x12\x17\n\x0f\x65xpected_status\x18\x05 \x01(\x05\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"[\n\x0cRunTaskReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nstarted_at\x18\x03 \x01(\x01\x12\x15\n\rhighest_epoch\x18\x04 \x01(\x03\"<\n\x0fRunTasksRequest\x12)\n\x05tasks\x18\x01 \x03(\x0b\x32\x1a.chronoraft.RunTaskRequest\":\n\rRunTasksReply\x12)\n\x07replies\x18\x01 \x03(\x0b\x32\x18.chronoraft.RunTaskReply\"C\n\x11\x43\x61ncelTaskRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\r\n\x05\x65poch\x18\x03 \x01(\x03\" \n\x0f\x43\x61ncelTaskReply\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\".\n\x0bRunningTask\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"\xac\x02\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x38\n\x06labels\x18\x03 \x03(\x0b\x32(.chronoraft.HeartbeatRequest.LabelsEntry\x12\x10\n\x08\x63\x61pacity\x18\x04 \x01(\x05\x12(\n\x07running\x18\x05 \x03(\x0b\x32\x17.chronoraft.RunningTask\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\x10\n\x08\x64raining\x18\x07 \x01(\x08\x12\x12\n\nrestricted\x18\x08 \x01(\x08\x12\x18\n\x10\x61llowed_commands\x18\t \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"+\n\x0eHeartbeatReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65poch\x18\x02 \x01(\x03\"\xe4\x01\n\x13ReportResultRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\r\n\x05state\x18\x04 \x01(\t\x12\x15\n\rhas_exit_code\x18\x05 \x01(\x08\x12\x11\n\texit_code\x18\x06 \x01(\x05\x12\x0e\n\x06output\x18\x07 \x01(\t\x12\x18\n\x10output_truncated\x18\x08 \x01(\x08\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\x12\n\nstarted_at\x18\n \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x0b \x01(\x01\"9\n\x11ReportResultReply\x12\x14\n\x0c\x61\x63knowledged\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"H\n\x14ReportResultsRequest\x12\x30\n\x07results\x18\x01 \x03(\x0b\x32\x1f.chronoraft.ReportResultRequest\"D\n\x12ReportResultsReply\x12.\n\x07replies\x18\x01 \x03(\x0b\x32\x1d.chronoraft.ReportResultReply2\xde\x01\n\rWorkerService\x12?\n\x07RunTask\x12\x1a.chronoraft.RunTaskRequest\x1a\x18.chronoraft.RunTaskReply\x12\x42\n\x08RunTasks\x12\x1b.chronoraft.RunTasksRequest\x1a\x19.chronoraft.RunTasksReply\x12H\n\nCancelTask\x12\x1d.chronoraft.CancelTaskRequest\x1a\x1b.chronoraft.CancelTaskReply2\xfd\x01\n\x11\x43ontrollerService\x12\x45\n\tHeartbeat\x12\x1c.chronoraft.HeartbeatRequest\x1a\x1a.chronoraft.HeartbeatReply\x12N\n\x0cReportResult\x12\x1f.chronoraft.ReportResultRequest\x1a\x1d.chronoraft.ReportResultReply\x12Q\n\rReportResults\x12 .chronoraft.ReportResultsRequest\x1a\x1e.chronoraft.ReportResultsReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,24 +47,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HTTPREQUESTSPEC_HEADERSENTRY']._serialized_end=604
   _globals['_RUNTASKREPLY']._serialized_start=606
   _globals['_RUNTASKREPLY']._serialized_end=697
-  _globals['_CANCELTASKREQUEST']._serialized_start=699
-  _globals['_CANCELTASKREQUEST']._serialized_end=766
-  _globals['_CANCELTASKREPLY']._serialized_start=768
-  _globals['_CANCELTASKREPLY']._serialized_end=800
-  _globals['_RUNNINGTASK']._serialized_start=802
-  _globals['_RUNNINGTASK']._serialized_end=848
-  _globals['_HEARTBEATREQUEST']._serialized_start=851
-  _globals['_HEARTBEATREQUEST']._serialized_end=1151
-  _globals['_HEARTBEATREQUEST_LABELSENTRY']._serialized_start=1106
-  _globals['_HEARTBEATREQUEST_LABELSENTRY']._serialized_end=1151
-  _globals['_HEARTBEATREPLY']._serialized_start=1153
-  _globals['_HEARTBEATREPLY']._serialized_end=1196
-  _globals['_REPORTRESULTREQUEST']._serialized_start=1199
-  _globals['_REPORTRESULTREQUEST']._serialized_end=1427
-  _globals['_REPORTRESULTREPLY']._serialized_start=1429
-  _globals['_REPORTRESULTREPLY']._serialized_end=1486
-  _globals['_WORKERSERVICE']._serialized_start=1489
-  _globals['_WORKERSERVICE']._serialized_end=1643
-  _globals['_CONTROLLERSERVICE']._serialized_start=1646
-  _globals['_CONTROLLERSERVICE']._serialized_end=1816
+  _globals['_RUNTASKSREQUEST']._serialized_start=699
+  _globals['_RUNTASKSREQUEST']._serialized_end=759
+  _globals['_RUNTASKSREPLY']._serialized_start=761
+  _globals['_RUNTASKSREPLY']._serialized_end=819
+  _globals['_CANCELTASKREQUEST']._serialized_start=821
+  _globals['_CANCELTASKREQUEST']._serialized_end=888
+  _globals['_CANCELTASKREPLY']._serialized_start=890
+  _globals['_CANCELTASKREPLY']._serialized_end=922
+  _globals['_RUNNINGTASK']._serialized_start=924
+  _globals['_RUNNINGTASK']._serialized_end=970
+  _globals['_HEARTBEATREQUEST']._serialized_start=973
+  _globals['_HEARTBEATREQUEST']._serialized_end=1273
+  _globals['_HEARTBEATREQUEST_LABELSENTRY']._serialized_start=1228
+  _globals['_HEARTBEATREQUEST_LABELSENTRY']._serialized_end=1273
+  _globals['_HEARTBEATREPLY']._serialized_start=1275
+  _globals['_HEARTBEATREPLY']._serialized_end=1318
+  _globals['_REPORTRESULTREQUEST']._serialized_start=1321
+  _globals['_REPORTRESULTREQUEST']._serialized_end=1549
+  _globals['_REPORTRESULTREPLY']._serialized_start=1551
+  _globals['_REPORTRESULTREPLY']._serialized_end=1608
+  _globals['_REPORTRESULTSREQUEST']._serialized_start=1610
+  _globals['_REPORTRESULTSREQUEST']._serialized_end=1682
+  _globals['_REPORTRESULTSREPLY']._serialized_start=1684
+  _globals['_REPORTRESULTSREPLY']._serialized_end=1752
+  _globals['_WORKERSERVICE']._serialized_start=1755
+  _globals['_WORKERSERVICE']._serialized_end=1977
+  _globals['_CONTROLLERSERVICE']._serialized_start=1980
+  _globals['_CONTROLLERSERVICE']._serialized_end=2233
 # @@protoc_insertion_point(module_scope)

@@ -78,6 +78,18 @@ class RunTaskReply(_message.Message):
     highest_epoch: int
     def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., started_at: _Optional[float] = ..., highest_epoch: _Optional[int] = ...) -> None: ...
 
+class RunTasksRequest(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[RunTaskRequest]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[RunTaskRequest, _Mapping]]] = ...) -> None: ...
+
+class RunTasksReply(_message.Message):
+    __slots__ = ("replies",)
+    REPLIES_FIELD_NUMBER: _ClassVar[int]
+    replies: _containers.RepeatedCompositeFieldContainer[RunTaskReply]
+    def __init__(self, replies: _Optional[_Iterable[_Union[RunTaskReply, _Mapping]]] = ...) -> None: ...
+
 class CancelTaskRequest(_message.Message):
     __slots__ = ("run_id", "attempt", "epoch")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -172,3 +184,15 @@ class ReportResultReply(_message.Message):
     acknowledged: bool
     detail: str
     def __init__(self, acknowledged: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class ReportResultsRequest(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ReportResultRequest]
+    def __init__(self, results: _Optional[_Iterable[_Union[ReportResultRequest, _Mapping]]] = ...) -> None: ...
+
+class ReportResultsReply(_message.Message):
+    __slots__ = ("replies",)
+    REPLIES_FIELD_NUMBER: _ClassVar[int]
+    replies: _containers.RepeatedCompositeFieldContainer[ReportResultReply]
+    def __init__(self, replies: _Optional[_Iterable[_Union[ReportResultReply, _Mapping]]] = ...) -> None: ...

@@ -39,6 +39,11 @@ class WorkerServiceStub:
                 request_serializer=proto_dot_chronoraft__pb2.RunTaskRequest.SerializeToString,
                 response_deserializer=proto_dot_chronoraft__pb2.RunTaskReply.FromString,
                 _registered_method=True)
+        self.RunTasks = channel.unary_unary(
+                '/chronoraft.WorkerService/RunTasks',
+                request_serializer=proto_dot_chronoraft__pb2.RunTasksRequest.SerializeToString,
+                response_deserializer=proto_dot_chronoraft__pb2.RunTasksReply.FromString,
+                _registered_method=True)
         self.CancelTask = channel.unary_unary(
                 '/chronoraft.WorkerService/CancelTask',
                 request_serializer=proto_dot_chronoraft__pb2.CancelTaskRequest.SerializeToString,
@@ -51,6 +56,14 @@ class WorkerServiceServicer:
 
     def RunTask(self, request, context):
         """Start one attempt of a run. Idempotent on (run_id, attempt).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunTasks(self, request, context):
+        """Several runs at once (one dispatch batch's runs for this worker): one reply per task,
+        in order, each exactly what RunTask would have answered.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -70,6 +83,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.RunTask,
                     request_deserializer=proto_dot_chronoraft__pb2.RunTaskRequest.FromString,
                     response_serializer=proto_dot_chronoraft__pb2.RunTaskReply.SerializeToString,
+            ),
+            'RunTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunTasks,
+                    request_deserializer=proto_dot_chronoraft__pb2.RunTasksRequest.FromString,
+                    response_serializer=proto_dot_chronoraft__pb2.RunTasksReply.SerializeToString,
             ),
             'CancelTask': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelTask,
@@ -104,6 +122,33 @@ class WorkerService:
             '/chronoraft.WorkerService/RunTask',
             proto_dot_chronoraft__pb2.RunTaskRequest.SerializeToString,
             proto_dot_chronoraft__pb2.RunTaskReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chronoraft.WorkerService/RunTasks',
+            proto_dot_chronoraft__pb2.RunTasksRequest.SerializeToString,
+            proto_dot_chronoraft__pb2.RunTasksReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -161,6 +206,11 @@ class ControllerServiceStub:
                 request_serializer=proto_dot_chronoraft__pb2.ReportResultRequest.SerializeToString,
                 response_deserializer=proto_dot_chronoraft__pb2.ReportResultReply.FromString,
                 _registered_method=True)
+        self.ReportResults = channel.unary_unary(
+                '/chronoraft.ControllerService/ReportResults',
+                request_serializer=proto_dot_chronoraft__pb2.ReportResultsRequest.SerializeToString,
+                response_deserializer=proto_dot_chronoraft__pb2.ReportResultsReply.FromString,
+                _registered_method=True)
 
 
 class ControllerServiceServicer:
@@ -174,7 +224,17 @@ class ControllerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReportResult(self, request, context):
-        """Deliver a finished attempt. Idempotent on (run_id, attempt).
+        """Deliver a finished attempt. Idempotent on (run_id, attempt). Kept for workers older
+        than ReportResults (and as their fallback against controllers older than it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportResults(self, request, context):
+        """Deliver many finished attempts, stored in one transaction: either every reply comes
+        back (one per result, same order) or the call fails and nothing was stored. Each result
+        is idempotent on (run_id, attempt), so resending a whole batch after a failure is safe.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -192,6 +252,11 @@ def add_ControllerServiceServicer_to_server(servicer, server):
                     servicer.ReportResult,
                     request_deserializer=proto_dot_chronoraft__pb2.ReportResultRequest.FromString,
                     response_serializer=proto_dot_chronoraft__pb2.ReportResultReply.SerializeToString,
+            ),
+            'ReportResults': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportResults,
+                    request_deserializer=proto_dot_chronoraft__pb2.ReportResultsRequest.FromString,
+                    response_serializer=proto_dot_chronoraft__pb2.ReportResultsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -248,6 +313,33 @@ class ControllerService:
             '/chronoraft.ControllerService/ReportResult',
             proto_dot_chronoraft__pb2.ReportResultRequest.SerializeToString,
             proto_dot_chronoraft__pb2.ReportResultReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chronoraft.ControllerService/ReportResults',
+            proto_dot_chronoraft__pb2.ReportResultsRequest.SerializeToString,
+            proto_dot_chronoraft__pb2.ReportResultsReply.FromString,
             options,
             channel_credentials,
             insecure,

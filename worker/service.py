@@ -275,6 +275,17 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
 
     # --- RPCs ------------------------------------------------------------------------------
 
+    async def RunTasks(  # noqa: N802 - gRPC method name
+        self, request: pb.RunTasksRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RunTasksReply:
+        """A dispatch batch's runs for this worker: each answered exactly as by RunTask.
+
+        Started concurrently: the replies wait only for each process to be spawned, and the
+        spawns themselves are serialised by the event loop anyway.
+        """
+        replies = await asyncio.gather(*(self.RunTask(task, context) for task in request.tasks))
+        return pb.RunTasksReply(replies=replies)
+
     async def RunTask(  # noqa: N802 - gRPC method name
         self, request: pb.RunTaskRequest, context: grpc.aio.ServicerContext
     ) -> pb.RunTaskReply:
@@ -343,7 +354,7 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
             started_at = time.time()
         if request.scheduled_for > 0:
             self._metrics.start_lateness.observe(max(0.0, started_at - request.scheduled_for))
-        log.info("attempt started: %s", describe(spec), extra=log_ctx)
+        log.debug("attempt started: %s", describe(spec), extra=log_ctx)
         return self._accepted(started_at)
 
     async def CancelTask(  # noqa: N802 - gRPC method name
@@ -423,18 +434,19 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
             self._finished.popitem(last=False)
         self._forget(attempt)
         self._metrics.tasks_finished.labels(state=str(result.state)).inc()
-        log.info(
-            "attempt finished: %s%s",
-            result.state,
-            f" ({result.error})" if result.error else "",
-            extra=ctx(
-                run_id=spec.run_id,
-                attempt=spec.attempt,
-                epoch=attempt.epoch,
-                exit_code=result.exit_code,
-                seconds=round(result.finished_at - result.started_at, 3),
-            ),
-        )
+        if log.isEnabledFor(logging.DEBUG):  # per attempt: off the hot path by default
+            log.debug(
+                "attempt finished: %s%s",
+                result.state,
+                f" ({result.error})" if result.error else "",
+                extra=ctx(
+                    run_id=spec.run_id,
+                    attempt=spec.attempt,
+                    epoch=attempt.epoch,
+                    exit_code=result.exit_code,
+                    seconds=round(result.finished_at - result.started_at, 3),
+                ),
+            )
         self._on_result()
 
     async def _spool_until_stored(self, report: pb.ReportResultRequest, log_ctx: dict) -> None:

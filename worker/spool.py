@@ -6,7 +6,11 @@ reporter finds the files and delivers them. Every write is atomic (temp file, fs
 fsync of the directory), so a crash leaves either the old file or the new one, never half.
 
 The methods are synchronous and do blocking file I/O; async callers run them with
-``asyncio.to_thread`` so an fsync never stalls the event loop.
+``asyncio.to_thread`` so an fsync never stalls the event loop. The reporter removes an
+acknowledged batch with one directory fsync (``remove_many``). Attempts spool one result per
+call in threads of their own rather than through a group commit: the cost is each file's
+fsync, which parallel threads overlap and a single flusher would serialise (measured; see
+docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from google.protobuf import json_format
@@ -83,13 +88,22 @@ class Spool:
 
     def put(self, result: pb.ReportResultRequest) -> None:
         """Store a finished result durably; overwriting the same (run_id, attempt) is allowed."""
-        doc = {
-            "format": _FORMAT,
-            "spooled_at": time.time(),
-            "result": json_format.MessageToDict(result, preserving_proto_field_name=True),
-        }
-        data = json.dumps(doc, separators=(",", ":")).encode()
-        self._write_atomic(self.path_for(result.run_id, result.attempt), data)
+        self.put_many([result])
+
+    def put_many(self, results: Sequence[pb.ReportResultRequest]) -> None:
+        """Store several results durably with ONE directory fsync for all of them.
+
+        Each file is still written to a temp name, fsynced and renamed over its target, so
+        a crash leaves every target either absent (or its previous version) or complete;
+        only when this returns are the renames themselves durable. On an error some of
+        the results may be stored and others not: the caller retries all of them (a put
+        of the same (run_id, attempt) overwrites).
+        """
+        if not results:
+            return
+        for result in results:
+            self._write_file(self.path_for(result.run_id, result.attempt), _encode(result))
+        self._fsync_dir()
 
     def contains(self, run_id: int, attempt: int) -> bool:
         return self.path_for(run_id, attempt).exists()
@@ -105,9 +119,21 @@ class Spool:
 
     def remove(self, run_id: int, attempt: int) -> None:
         """Forget an acknowledged result; a result already gone is not an error."""
-        with contextlib.suppress(FileNotFoundError):
-            self.path_for(run_id, attempt).unlink()
-        self._fsync_dir()
+        self.remove_many([(run_id, attempt)])
+
+    def remove_many(self, keys: Iterable[tuple[int, int]]) -> None:
+        """Forget acknowledged results with ONE directory fsync for the lot.
+
+        An unlink that is lost in a crash only means a result is sent again, which the
+        controller answers as a duplicate; the fsync keeps such repeats rare.
+        """
+        removed = False
+        for run_id, attempt in keys:
+            with contextlib.suppress(FileNotFoundError):
+                self.path_for(run_id, attempt).unlink()
+            removed = True
+        if removed:
+            self._fsync_dir()
 
     def pending(self) -> list[pb.ReportResultRequest]:
         """Every stored result, oldest first, so results reach the controller in order."""
@@ -164,6 +190,11 @@ class Spool:
     # --- file mechanics ----------------------------------------------------------------
 
     def _write_atomic(self, target: Path, data: bytes) -> None:
+        self._write_file(target, data)
+        self._fsync_dir()
+
+    def _write_file(self, target: Path, data: bytes) -> None:
+        """Temp file, fsync, rename over ``target``; the caller fsyncs the directory."""
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}{_TMP_SUFFIX}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -176,7 +207,6 @@ class Spool:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             raise
-        self._fsync_dir()
 
     def _fsync_dir(self) -> None:
         """Make the rename/unlink itself durable, not only the file's bytes."""
@@ -201,3 +231,12 @@ class Spool:
         )
         with contextlib.suppress(OSError):
             os.replace(path, target)
+
+
+def _encode(result: pb.ReportResultRequest) -> bytes:
+    doc = {
+        "format": _FORMAT,
+        "spooled_at": time.time(),
+        "result": json_format.MessageToDict(result, preserving_proto_field_name=True),
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()

@@ -7,6 +7,7 @@ so a late, duplicated or stale message changes nothing.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -288,26 +289,47 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-async def finish_attempt(
-    conn: AsyncConnection[Any], result: AttemptResult, *, rand: float | None = None
-) -> str:
-    """Record how an attempt ended; retry with backoff when it failed and retries remain.
+OUTCOME_RECORDED = "recorded"
+OUTCOME_RETRYING = "retrying"
+OUTCOME_DUPLICATE = "duplicate"
 
-    Idempotent on (run_id, attempt): a result for an attempt that is no longer the run's
-    active one is acknowledged and changes nothing. Returns ``recorded``, ``retrying`` or
-    ``duplicate``. Call inside a transaction (the leader's is fenced; a worker's report is a
-    fact and is accepted on any controller).
+
+@dataclass(frozen=True)
+class AttemptDecision:
+    """What one result does to its run, decided from the locked run row alone.
+
+    ``params`` are the values written to the attempt and the run (None for a duplicate);
+    ``delay`` is the retry backoff in seconds (retrying only); ``dag_run_id`` is set when a
+    finished DAG node must wake the leader's DAG advancer.
     """
-    cur = await conn.execute(q("run_lock"), {"id": result.run_id})
-    run = await cur.fetchone()
+
+    outcome: str
+    params: dict[str, Any] | None = None
+    delay: float = 0.0
+    dag_run_id: int | None = None
+
+
+def decide_attempt(
+    run: dict[str, Any] | None,
+    result: AttemptResult,
+    *,
+    rand: Callable[[], float],
+    now: datetime,
+) -> AttemptDecision:
+    """The rules for a result, shared by the one-result path and the batch (no I/O here).
+
+    ``run`` is the run row locked FOR UPDATE (None when the run is gone). A result for an
+    attempt that is not the run's current one, or for a run no longer active, is a
+    duplicate and changes nothing. A failed or timed-out attempt is retried with backoff
+    while retries remain and no cancel was asked for; anything else finishes the run.
+    """
     if run is None:
-        return "duplicate"
+        return AttemptDecision(OUTCOME_DUPLICATE)
     if run["attempt"] != result.attempt or RunState(run["state"]) not in ACTIVE:
-        return "duplicate"
+        return AttemptDecision(OUTCOME_DUPLICATE)
     state = RunState(result.state)
     if state not in WORKER_OUTCOMES:
         raise ValueError(f"state: {result.state!r} is not a final attempt state")
-    finished_at = result.finished_at or _utcnow()
     params = {
         "id": result.run_id,
         "attempt": result.attempt,
@@ -318,21 +340,134 @@ async def finish_attempt(
         "output_truncated": result.output_truncated,
         "error": result.error,
         "started_at": result.started_at,
-        "finished_at": finished_at,
+        "finished_at": result.finished_at or now,
     }
-    await conn.execute(q("attempt_finish"), params)
     retryable = state in (RunState.FAILED, RunState.TIMED_OUT) and not run["cancel_requested"]
     if retryable and result.attempt <= int(run["max_retries"]):
-        delay = retry_delay(
-            result.attempt,
-            base=float(run["retry_backoff_seconds"]),
-            rand=random.random() if rand is None else rand,
-        )
-        await conn.execute(q("run_retry"), {**params, "delay": delay})
+        delay = retry_delay(result.attempt, base=float(run["retry_backoff_seconds"]), rand=rand())
+        return AttemptDecision(OUTCOME_RETRYING, params, delay=delay)
+    dag_run_id = run["dag_run_id"]
+    return AttemptDecision(
+        OUTCOME_RECORDED, params, dag_run_id=int(dag_run_id) if dag_run_id is not None else None
+    )
+
+
+def _run_after(run: dict[str, Any], decision: AttemptDecision) -> dict[str, Any]:
+    """The locked row as the decision leaves it, for a later result of the same run."""
+    assert decision.params is not None
+    if decision.outcome == OUTCOME_RETRYING:
+        return {**run, "state": RunState.PENDING.value, "attempt": run["attempt"] + 1}
+    return {**run, "state": decision.params["state"]}
+
+
+def _rand_source(rand: float | None) -> Callable[[], float]:
+    """``random.random``, or a fixed value for tests."""
+    return random.random if rand is None else (lambda: rand)
+
+
+async def finish_attempt(
+    conn: AsyncConnection[Any], result: AttemptResult, *, rand: float | None = None
+) -> str:
+    """Record how an attempt ended; retry with backoff when it failed and retries remain.
+
+    Idempotent on (run_id, attempt): a result for an attempt that is no longer the run's
+    active one is acknowledged and changes nothing. Returns ``recorded``, ``retrying`` or
+    ``duplicate``. Call inside a transaction (the leader's is fenced; a worker's report is a
+    fact and is accepted on any controller). Workers deliver through
+    :func:`finish_attempts` (a batch); this is the leader's path and the older one-result RPC.
+    """
+    cur = await conn.execute(q("run_lock"), {"id": result.run_id})
+    run = await cur.fetchone()
+    decision = decide_attempt(run, result, rand=_rand_source(rand), now=_utcnow())
+    if decision.params is None:
+        return decision.outcome
+    params = decision.params
+    await conn.execute(q("attempt_finish"), params)
+    if decision.outcome == OUTCOME_RETRYING:
+        await conn.execute(q("run_retry"), {**params, "delay": decision.delay})
         await notify(conn, "retry")
-        return "retrying"
+        return decision.outcome
     await conn.execute(q("run_finish"), params)
     await notify(conn, "finished")
-    if run["dag_run_id"] is not None:  # the leader decides what the DAG run does next
-        await conn.execute(q("dag_run_notify"), {"id": run["dag_run_id"]})
-    return "recorded"
+    if decision.dag_run_id is not None:  # the leader decides what the DAG run does next
+        await conn.execute(q("dag_run_notify"), {"id": decision.dag_run_id})
+    return decision.outcome
+
+
+_ATTEMPT_COLUMNS = (
+    ("ids", "id"),
+    ("attempts", "attempt"),
+    ("worker_ids", "worker_id"),
+    ("states", "state"),
+    ("exit_codes", "exit_code"),
+    ("outputs", "output"),
+    ("truncated", "output_truncated"),
+    ("errors", "error"),
+    ("started", "started_at"),
+    ("finished", "finished_at"),
+)
+
+
+def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Row dicts as the parallel arrays the ``unnest`` statements take."""
+    return {array: [row[key] for row in rows] for array, key in _ATTEMPT_COLUMNS}
+
+
+async def finish_attempts(
+    conn: AsyncConnection[Any],
+    results: Sequence[AttemptResult],
+    *,
+    rand: Callable[[], float] = random.random,
+) -> list[str]:
+    """:func:`finish_attempt` for a whole batch of worker results, one outcome per result.
+
+    Call inside one transaction: the batch is stored whole or not at all, so a worker whose
+    call failed resends all of it and every result is applied exactly once (a resent one
+    is a duplicate). The runs are locked in one statement in id order, which is the order
+    every batch locks in, so two controllers storing overlapping batches queue instead of
+    deadlocking. Results of the same run are decided in batch order against the row as
+    the earlier ones left it (the same answers as one transaction per result). The writes
+    are one statement per kind; one NOTIFY wakes the dispatcher for the whole batch, and
+    each DAG run with a finished node is notified once.
+    """
+    if not results:
+        return []
+    cur = await conn.execute(
+        q("runs_lock_for_results"), {"ids": sorted({r.run_id for r in results})}
+    )
+    runs: dict[int, dict[str, Any]] = {int(row["id"]): row for row in await cur.fetchall()}
+    now = _utcnow()
+    outcomes: list[str] = []
+    attempts: list[dict[str, Any]] = []
+    retries: list[dict[str, Any]] = []
+    delays: list[float] = []
+    finishes: list[dict[str, Any]] = []
+    dag_run_ids: set[int] = set()
+    for result in results:
+        run = runs.get(result.run_id)
+        decision = decide_attempt(run, result, rand=rand, now=now)
+        outcomes.append(decision.outcome)
+        if run is None or decision.params is None:
+            continue
+        runs[result.run_id] = _run_after(run, decision)
+        attempts.append(decision.params)
+        if decision.outcome == OUTCOME_RETRYING:
+            retries.append(decision.params)
+            delays.append(decision.delay)
+        else:
+            finishes.append(decision.params)
+            if decision.dag_run_id is not None:
+                dag_run_ids.add(decision.dag_run_id)
+    if not attempts:
+        return outcomes
+    # At most one result per run gets here (the first one ends the run's active attempt),
+    # so no statement below touches a row twice.
+    await conn.execute(q("attempts_finish_many"), _columns(attempts))
+    if retries:
+        await conn.execute(q("runs_retry_many"), {**_columns(retries), "delays": delays})
+    if finishes:
+        await conn.execute(q("runs_finish_many"), _columns(finishes))
+    await notify(conn, "results")
+    for dag_run_id in sorted(dag_run_ids):  # the leader decides what each DAG run does next
+        await conn.execute(q("dag_run_notify"), {"id": dag_run_id})
+    return outcomes

@@ -268,6 +268,59 @@ SET state = EXCLUDED.state, started_at = COALESCE(EXCLUDED.started_at, run_attem
     output = EXCLUDED.output, output_truncated = EXCLUDED.output_truncated,
     error = EXCLUDED.error;
 
+-- name: runs_lock_for_results
+-- A batch of worker results (runs.finish_attempts): every run of the batch locked in one
+-- statement, in id order (the same order for every batch, so two never deadlock). Only the
+-- columns the decision reads: a run's previous output can be large.
+SELECT r.id, r.attempt, r.state, r.worker_id, r.cancel_requested, r.max_retries,
+       r.dag_run_id, COALESCE(j.retry_backoff_seconds, 10) AS retry_backoff_seconds
+FROM runs r LEFT JOIN jobs j ON j.id = r.job_id
+WHERE r.id = ANY(%(ids)s::bigint[])
+ORDER BY r.id
+FOR UPDATE OF r;
+
+-- name: attempts_finish_many
+-- attempt_finish for many attempts (at most one row per (run_id, attempt)).
+INSERT INTO run_attempts (run_id, attempt, worker_id, state, started_at, finished_at,
+                          exit_code, output, output_truncated, error)
+SELECT v.id, v.attempt, v.worker_id, v.state, v.started_at, v.finished_at, v.exit_code,
+       v.output, v.output_truncated, v.error
+FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(worker_ids)s::text[],
+            %(states)s::text[], %(started)s::timestamptz[], %(finished)s::timestamptz[],
+            %(exit_codes)s::int[], %(outputs)s::text[], %(truncated)s::boolean[],
+            %(errors)s::text[])
+     AS v(id, attempt, worker_id, state, started_at, finished_at, exit_code, output,
+          output_truncated, error)
+ON CONFLICT (run_id, attempt) DO UPDATE
+SET state = EXCLUDED.state, started_at = COALESCE(EXCLUDED.started_at, run_attempts.started_at),
+    finished_at = EXCLUDED.finished_at, exit_code = EXCLUDED.exit_code,
+    output = EXCLUDED.output, output_truncated = EXCLUDED.output_truncated,
+    error = EXCLUDED.error;
+
+-- name: runs_finish_many
+-- run_finish for many runs (at most one row per run).
+UPDATE runs r SET state = v.state, exit_code = v.exit_code, output = v.output,
+    output_truncated = v.output_truncated, error = v.error,
+    started_at = COALESCE(v.started_at, r.started_at), finished_at = v.finished_at
+FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(states)s::text[],
+            %(exit_codes)s::int[], %(outputs)s::text[], %(truncated)s::boolean[],
+            %(errors)s::text[], %(started)s::timestamptz[], %(finished)s::timestamptz[])
+     AS v(id, attempt, state, exit_code, output, output_truncated, error, started_at,
+          finished_at)
+WHERE r.id = v.id AND r.attempt = v.attempt AND r.state IN ('dispatched', 'running');
+
+-- name: runs_retry_many
+-- run_retry for many runs (at most one row per run), each with its own backoff.
+UPDATE runs r SET state = 'pending', attempt = r.attempt + 1, worker_id = NULL,
+    dispatched_at = NULL, started_at = NULL, finished_at = NULL,
+    exit_code = v.exit_code, output = v.output, output_truncated = v.output_truncated,
+    error = v.error, not_before = now() + make_interval(secs => v.delay)
+FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(exit_codes)s::int[],
+            %(outputs)s::text[], %(truncated)s::boolean[], %(errors)s::text[],
+            %(delays)s::double precision[])
+     AS v(id, attempt, exit_code, output, output_truncated, error, delay)
+WHERE r.id = v.id AND r.attempt = v.attempt AND r.state IN ('dispatched', 'running');
+
 -- name: run_cancel_pending
 UPDATE runs SET state = 'cancelled', cancel_requested = true, finished_at = now(),
     error = 'cancelled by request'

@@ -139,7 +139,7 @@ def http_spec(run: dict[str, Any]) -> pb.HttpRequestSpec | None:
 
 
 def run_needs(run: dict[str, Any]) -> placement.RunNeeds:
-    """What placement checks for a run: its labels, and the command exactly as ``_send``
+    """What placement checks for a run: its labels, and the command exactly as ``_task_request``
     passes it (``args`` None is a shell command), so a worker's allowlist is applied to what
     the worker would actually be asked to run."""
     args = run["args"]
@@ -191,6 +191,8 @@ class LeaderLoop:
         self._sweep_dag_runs = True
         self._listening = asyncio.Event()
         self._suspect_until: dict[str, float] = {}
+        self._single_task_workers: set[str] = set()
+        """Worker addresses that answered RunTasks with UNIMPLEMENTED (older workers)."""
         self._warned_nowhere: dict[int, None] = {}
         """Pending runs already logged as allowed by no live worker (insertion-ordered, capped)."""
         self._reap_not_before = time.monotonic() + settings.worker_lease
@@ -584,8 +586,13 @@ class LeaderLoop:
         if plan.cancel:
             asyncio.create_task(self._send_cancels(), name="overlap-cancel")
         if assignments:
-            replies = await asyncio.gather(*(self._send(r, w) for r, w in assignments))
-            started = [reply for reply in replies if reply is not None]
+            by_worker: dict[str, tuple[placement.WorkerSlot, list[dict[str, Any]]]] = {}
+            for run, worker in assignments:
+                by_worker.setdefault(worker.worker_id, (worker, []))[1].append(run)
+            answers = await asyncio.gather(
+                *(self._deliver(worker, runs) for worker, runs in by_worker.values())
+            )
+            started = [took for answer in answers for took in answer if took is not None]
             if started:  # one transaction for the whole batch, not one per run
                 async with fenced(self.pool, self.epoch) as conn:
                     await runs_repo.mark_running(conn, started)
@@ -670,12 +677,9 @@ class LeaderLoop:
             log.info("run skipped: %s", reason, extra=self._log(run_id=run_id))
         return _BatchPlan(start=start, settled=len(skips), cancel=bool(cancels))
 
-    async def _send(
-        self, run: dict[str, Any], worker: placement.WorkerSlot
-    ) -> tuple[int, int, datetime] | None:
-        """One RunTask call; returns (run_id, attempt, started_at) when the worker took it."""
+    def _task_request(self, run: dict[str, Any]) -> pb.RunTaskRequest:
         args = run["args"]
-        request = pb.RunTaskRequest(
+        return pb.RunTaskRequest(
             run_id=run["id"],
             attempt=run["attempt"],
             epoch=self.epoch,
@@ -691,26 +695,75 @@ class LeaderLoop:
             cwd=run["cwd"] or "",
             scheduled_for=run["scheduled_for"].timestamp(),
         )
+
+    async def _deliver(
+        self, worker: placement.WorkerSlot, runs: list[dict[str, Any]]
+    ) -> list[tuple[int, int, datetime] | None]:
+        """Hand one worker its runs of a batch: one RunTasks call, not one call per run.
+
+        Per-call gRPC overhead on both ends was a large part of the cost of a run. A worker
+        that does not know RunTasks (UNIMPLEMENTED: an older version during a rolling
+        upgrade) gets one RunTask per run, as before. Returns, per run, (run_id, attempt,
+        started_at) when the worker took it.
+        """
+        stub = self.clients.stub(worker.address)
+        requests = [self._task_request(run) for run in runs]
+        started = time.perf_counter()
+        if worker.address not in self._single_task_workers:
+            try:
+                batch = await stub.RunTasks(pb.RunTasksRequest(tasks=requests), timeout=5.0)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                    return [await self._settle(run, worker, exc, started) for run in runs]
+                self._single_task_workers.add(worker.address)
+            else:
+                replies: list[pb.RunTaskReply | grpc.aio.AioRpcError] = list(batch.replies)
+                if len(replies) != len(runs):  # never expected: leave them to the ack timeout
+                    log.error("RunTasks answered %d of %d", len(replies), len(runs))
+                    return [None] * len(runs)
+                return [
+                    await self._settle(run, worker, reply, started)
+                    for run, reply in zip(runs, replies, strict=True)
+                ]
+
+        async def one(run: dict[str, Any], request: pb.RunTaskRequest) -> Any:
+            try:
+                return await stub.RunTask(request, timeout=5.0)
+            except grpc.aio.AioRpcError as exc:
+                return exc
+
+        replies = await asyncio.gather(*(one(r, q) for r, q in zip(runs, requests, strict=True)))
+        return [
+            await self._settle(run, worker, reply, started)
+            for run, reply in zip(runs, replies, strict=True)
+        ]
+
+    async def _settle(
+        self,
+        run: dict[str, Any],
+        worker: placement.WorkerSlot,
+        reply: pb.RunTaskReply | grpc.aio.AioRpcError,
+        started: float,
+    ) -> tuple[int, int, datetime] | None:
+        """What a worker's answer to one run means; returns (run_id, attempt, started_at)
+        when the worker took it."""
         fields = self._log(
             run_id=run["id"], job_id=run["job_id"], attempt=run["attempt"], worker=worker.worker_id
         )
-        started = time.perf_counter()
-        try:
-            reply = await self.clients.stub(worker.address).RunTask(request, timeout=5.0)
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code()
+        if isinstance(reply, grpc.aio.AioRpcError):
+            code = reply.code()
             self.metrics.grpc_errors.labels(code.name).inc()
             if code == grpc.StatusCode.UNAVAILABLE:  # never reached the worker: safe to move
                 self._suspect_until[worker.worker_id] = time.monotonic() + 2.0
                 await self._requeue(run, f"worker {worker.worker_id} unreachable", 0.2)
             elif code in REFUSED_BEFORE_RUNNING:  # a wrong gRPC secret or certificate
-                log.error("worker refused our credentials: %s", exc.details(), extra=fields)
+                log.error("worker refused our credentials: %s", reply.details(), extra=fields)
                 self._suspect_until[worker.worker_id] = time.monotonic() + 30.0
                 await self._requeue(run, f"worker {worker.worker_id} refused credentials", 0.2)
             else:  # may have started: the heartbeat or the ack timeout will tell
                 log.warning("RunTask outcome unknown: %s", code.name, extra=fields)
             self.metrics.dispatched.labels("error").inc()
-            return
+            return None
         self.metrics.dispatch_latency.observe(time.perf_counter() - started)
         if reply.accepted:
             self.metrics.dispatched.labels("accepted").inc()
@@ -740,6 +793,7 @@ class LeaderLoop:
             return None
         self._suspect_until[worker.worker_id] = time.monotonic() + 0.5
         await self._requeue(run, f"refused by {worker.worker_id}: {reply.reason}", 0.2)
+        return None
 
     async def _requeue(self, run: dict[str, Any], error: str, delay: float) -> None:
         async with fenced(self.pool, self.epoch) as conn:

@@ -109,6 +109,24 @@ async def test_a_worker_with_the_wrong_secret_never_registers(tmp_path):
         await pool.close()
 
 
+async def test_batched_results_need_the_secret_like_every_other_call():
+    """The interceptor guards every method of the service, ReportResults included."""
+    batch = pb.ReportResultsRequest(results=[pb.ReportResultRequest(run_id=1, state="failed")])
+    async with secured_controller() as (controller, guard):
+        for security in (GrpcSecurity(), GrpcSecurity(secret="wrong-one")):
+            channel = security.channel(controller.address)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await pb_grpc.ControllerServiceStub(channel).ReportResults(batch, timeout=2)
+            await channel.close()
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert controller.reports == [] and guard.refused_total == 2
+
+        channel = GrpcSecurity(secret=SECRET).channel(controller.address)
+        reply = await pb_grpc.ControllerServiceStub(channel).ReportResults(batch, timeout=2)
+        await channel.close()
+        assert [r.acknowledged for r in reply.replies] == [True]
+
+
 async def test_mutual_tls_needs_a_certificate_from_the_ca(tmp_path):
     certs = tmp_path / "certs"
     write_dev_certs(certs)

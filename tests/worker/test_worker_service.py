@@ -149,3 +149,19 @@ async def test_start_lateness_is_measured_from_the_slot(worker):
     assert "chronoraft_worker_start_lateness_seconds_count 1.0" in text
     assert 'chronoraft_worker_start_lateness_seconds_bucket{le="2.5"} 0.0' in text
     assert 'chronoraft_worker_start_lateness_seconds_bucket{le="5.0"} 1.0' in text
+
+
+async def test_run_tasks_answers_each_task_in_order_as_run_task_would(worker):
+    """Capacity is 2 here: of three tasks in one call, two start and the third is refused,
+    and its reply stands at its own position."""
+    batch = pb.RunTasksRequest(
+        tasks=[run_request(1, "echo one"), run_request(2, "sleep 30"), run_request(3, "true")]
+    )
+    replies = (await worker.stub.RunTasks(batch, timeout=5)).replies
+    assert [r.accepted for r in replies] == [True, True, False]
+    assert replies[2].reason == "at_capacity"
+    assert (await worker.result(1)).output == "one\n"
+    again = await worker.stub.RunTasks(pb.RunTasksRequest(tasks=[run_request(2, "x")]), timeout=5)
+    assert (again.replies[0].accepted, again.replies[0].reason) == (True, "duplicate")
+    await worker.stub.CancelTask(pb.CancelTaskRequest(run_id=2, attempt=1, epoch=1), timeout=5)
+    assert (await worker.result(2)).state == "cancelled"

@@ -97,6 +97,49 @@ def test_an_unreadable_file_is_set_aside_without_blocking_the_rest(tmp_path):
     assert (spool.directory / "2-1.json.corrupt").exists()
 
 
+def count_dir_fsyncs(spool: Spool, monkeypatch) -> list[int]:
+    calls: list[int] = []
+    real = spool._fsync_dir
+    monkeypatch.setattr(spool, "_fsync_dir", lambda: (calls.append(1), real())[1])
+    return calls
+
+
+def test_a_batch_is_stored_and_forgotten_with_one_directory_fsync_each_way(tmp_path, monkeypatch):
+    spool = Spool(tmp_path, "w1")
+    fsyncs = count_dir_fsyncs(spool, monkeypatch)
+    spool.put_many([result(run_id) for run_id in (5, 4, 3, 2, 1)])
+    assert len(fsyncs) == 1
+    assert [r.run_id for r in spool.pending()] == [5, 4, 3, 2, 1]
+    spool.remove_many([(5, 1), (3, 1), (99, 1)])  # an unknown key is no error
+    assert len(fsyncs) == 2
+    assert [r.run_id for r in spool.pending()] == [4, 2, 1]
+    spool.put_many([])
+    spool.remove_many([])
+    assert len(fsyncs) == 2  # nothing to make durable
+
+
+def test_a_batch_write_failing_midway_leaves_whole_files_only(tmp_path, monkeypatch):
+    spool = Spool(tmp_path, "w1")
+    real_replace = os.replace
+    renamed: list[str] = []
+
+    def fail_on_third(src, dst):
+        if len(renamed) == 2:
+            raise OSError("disk full")
+        renamed.append(str(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", fail_on_third)
+    with pytest.raises(OSError):
+        spool.put_many([result(run_id) for run_id in (1, 2, 3, 4)])
+    monkeypatch.undo()
+    # The caller retries the whole batch: the two stored are overwritten, none is lost.
+    assert [r.run_id for r in spool.pending()] == [1, 2]
+    assert not [n for n in os.listdir(spool.directory) if n.endswith(".tmp")]
+    spool.put_many([result(run_id) for run_id in (1, 2, 3, 4)])
+    assert sorted(r.run_id for r in spool.pending()) == [1, 2, 3, 4]
+
+
 def test_epoch_is_persisted_and_never_lowered(tmp_path):
     spool = Spool(tmp_path, "w1")
     assert spool.load_epoch() == 0

@@ -60,11 +60,16 @@ def process_gone(pid: int) -> bool:
 
 
 class FakeController(pb_grpc.ControllerServiceServicer):
-    """Records heartbeats and results; ``acknowledge`` and ``epoch`` steer its replies."""
+    """Records heartbeats and results; ``acknowledge`` and ``epoch`` steer its replies.
+
+    Results arrive by ReportResults (``batches`` keeps each call's size) or, from the
+    one-at-a-time fallback, by ReportResult; ``reports`` has them all in arrival order.
+    """
 
     def __init__(self) -> None:
         self.heartbeats: list[pb.HeartbeatRequest] = []
         self.reports: list[pb.ReportResultRequest] = []
+        self.batches: list[int] = []
         self.acknowledge = True
         self.epoch = 0
         self.port = 0
@@ -81,6 +86,12 @@ class FakeController(pb_grpc.ControllerServiceServicer):
     async def ReportResult(self, request, context):  # noqa: N802
         self.reports.append(request)
         return pb.ReportResultReply(acknowledged=self.acknowledge, detail="recorded")
+
+    async def ReportResults(self, request, context):  # noqa: N802
+        self.reports.extend(request.results)
+        self.batches.append(len(request.results))
+        reply = pb.ReportResultReply(acknowledged=self.acknowledge, detail="recorded")
+        return pb.ReportResultsReply(replies=[reply] * len(request.results))
 
     def report_for(self, run_id: int, attempt: int = 1) -> pb.ReportResultRequest | None:
         for report in self.reports:
