@@ -56,6 +56,8 @@ except ImportError:  # pragma: no cover
 
 
 WAIT_RECHECK_SECONDS = 0.5
+DELIVERIES_IN_FLIGHT = 4
+"""Dispatched batches whose RunTasks may be under way at once."""
 STRANDED_RECHECK_SECONDS = 1.0
 """How long a run no live worker can take (labels, allowlist) steps aside before a recheck."""
 WARNED_RUNS_KEPT = 10_000
@@ -192,6 +194,9 @@ class LeaderLoop:
         self._listening = asyncio.Event()
         self._suspect_until: dict[str, float] = {}
         self._single_task_workers: set[str] = set()
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self._delivery_room = asyncio.Semaphore(DELIVERIES_IN_FLIGHT)
+        self._delivery_error: BaseException | None = None
         """Worker addresses that answered RunTasks with UNIMPLEMENTED (older workers)."""
         self._warned_nowhere: dict[int, None] = {}
         """Pending runs already logged as allowed by no live worker (insertion-ordered, capped)."""
@@ -223,6 +228,7 @@ class LeaderLoop:
             raise RuntimeError(f"leader loop part ended: {', '.join(t.get_name() for t in done)}")
         finally:
             await cancel_and_wait(parts)
+            await cancel_and_wait(self._deliveries)
             await self.clients.close()
 
     async def _claim(self) -> None:
@@ -541,8 +547,9 @@ class LeaderLoop:
         delay = 0.1
         while True:
             try:
+                self._raise_delivery_error()
                 while await self._dispatch_batch() >= DISPATCH_BATCH:
-                    pass
+                    self._raise_delivery_error()
                 delay = 0.1
             except Fenced:
                 raise
@@ -586,6 +593,20 @@ class LeaderLoop:
         if plan.cancel:
             asyncio.create_task(self._send_cancels(), name="overlap-cancel")
         if assignments:
+            # Deliver in the background: the next batch is claimed and placed while the
+            # workers spawn this one (waiting for a whole wave left freed slots idle).
+            await self._delivery_room.acquire()
+            task = asyncio.create_task(self._deliver_batch(assignments), name="deliver")
+            self._deliveries.add(task)
+            task.add_done_callback(self._delivery_done)
+        return len(assignments) + plan.settled
+
+    async def _deliver_batch(
+        self, assignments: list[tuple[dict[str, Any], placement.WorkerSlot]]
+    ) -> None:
+        """RunTasks to every worker of a batch at once, then one transaction marks the
+        started runs running."""
+        try:
             by_worker: dict[str, tuple[placement.WorkerSlot, list[dict[str, Any]]]] = {}
             for run, worker in assignments:
                 by_worker.setdefault(worker.worker_id, (worker, []))[1].append(run)
@@ -596,7 +617,21 @@ class LeaderLoop:
             if started:  # one transaction for the whole batch, not one per run
                 async with fenced(self.pool, self.epoch) as conn:
                     await runs_repo.mark_running(conn, started)
-        return len(assignments) + plan.settled
+        finally:
+            self._delivery_room.release()
+
+    def _delivery_done(self, task: asyncio.Task[None]) -> None:
+        """A delivery's failure is the dispatcher's: it re-raises it (Fenced ends the loop,
+        anything else backs off as if the dispatcher had failed itself)."""
+        self._deliveries.discard(task)
+        if not task.cancelled() and task.exception() is not None and self._delivery_error is None:
+            self._delivery_error = task.exception()
+            self._wake_dispatcher.set()
+
+    def _raise_delivery_error(self) -> None:
+        error, self._delivery_error = self._delivery_error, None
+        if error is not None:
+            raise error
 
     def _note_unplaceable(
         self,

@@ -165,3 +165,22 @@ async def test_run_tasks_answers_each_task_in_order_as_run_task_would(worker):
     assert (again.replies[0].accepted, again.replies[0].reason) == (True, "duplicate")
     await worker.stub.CancelTask(pb.CancelTaskRequest(run_id=2, attempt=1, epoch=1), timeout=5)
     assert (await worker.result(2)).state == "cancelled"
+
+
+def test_the_worker_process_waits_for_children_on_pidfds_where_it_can() -> None:
+    import asyncio
+    import os
+    import sys
+
+    from worker.main import use_pidfd_child_watcher
+
+    chosen = use_pidfd_child_watcher()
+    try:
+        if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
+            assert chosen  # Linux >= 5.3, as on every machine this project targets
+            assert isinstance(asyncio.get_child_watcher(), asyncio.PidfdChildWatcher)
+        else:
+            assert not chosen
+    finally:
+        if chosen:
+            asyncio.set_child_watcher(None)
