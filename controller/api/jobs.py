@@ -170,7 +170,11 @@ async def backfill_job(request: web.Request) -> web.Response:
     async with request.app[POOL].connection() as conn:
         job = await _cron_job(conn, request.match_info["ref"])
         schedule = parse_schedule(job["schedule"], job["timezone"])
-        slots = schedule.slots_between(start, end, MAX_BACKFILL_SLOTS + 1)
+        try:
+            slots = schedule.slots_between(start, end, MAX_BACKFILL_SLOTS + 1)
+        except ValueError as exc:  # outside the years a schedule can evaluate ("start: ...")
+            where = str(exc).partition(":")[0]
+            raise ValidationError(str(exc), field=where if where == "end" else "start") from None
         if len(slots) > MAX_BACKFILL_SLOTS:
             raise ValidationError(
                 f"end: the range holds more than {MAX_BACKFILL_SLOTS} slots; split it",

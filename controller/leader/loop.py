@@ -700,8 +700,10 @@ class LeaderLoop:
         start = [r for r in pending if r["id"] in start_ids]
         cap = self.settings.max_running
         if cap > 0:
+            # Runs over the cluster-wide cap stay where they are in the queue (not deferred):
+            # deferring them let a newer slot that arrived meanwhile overtake them again and
+            # again (a paused job's buffered run starved behind an active job's new slots).
             room = max(0, cap - await runs_repo.active_total(conn))
-            waits.extend(r["id"] for r in start[room:])
             start = start[:room]
         await runs_repo.skip_pending(conn, skips)
         await runs_repo.defer_pending(conn, waits, WAIT_RECHECK_SECONDS)

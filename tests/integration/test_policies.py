@@ -185,6 +185,8 @@ def test_backfill_runs_each_slot_once_and_a_repeat_is_harmless(base: str) -> Non
         ({"start": "2026-01-02T00:00:00Z", "end": "2026-01-01T00:00:00Z"}, "end"),
         ({"start": "2026-01-01T00:00:00Z", "end": "2999-01-01T00:00:00Z"}, "end"),
         ({"start": "2020-01-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"}, "end"),
+        # found by the fuzz run: a year the schedule cannot evaluate was a 500
+        ({"start": "0237-02-19T21:03:34Z", "end": "2026-01-01T00:00:00Z"}, "start"),
         ({"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T01:00:00Z", "rate": 0}, "rate"),
         ({"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T01:00:00Z", "x": 1}, "x"),
     ],
