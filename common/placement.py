@@ -86,9 +86,9 @@ def allowed_nowhere(demand: Demand, workers: Sequence[WorkerSlot]) -> bool:
     Draining workers do not count (they take no work). A run whose labels match no worker
     is not "allowed nowhere": it waits for a worker with those labels, as it always has.
     """
-    needs = _needs(demand)
-    matching = [w for w in workers if not w.draining and labels_match(needs.selector, w.labels)]
-    return bool(matching) and not any(command_allowed(needs, w.allowed_commands) for w in matching)
+    selector = _needs(demand).selector
+    matching = any(not w.draining and labels_match(selector, w.labels) for w in workers)
+    return matching and not placeable(demand, workers)
 
 
 def place(

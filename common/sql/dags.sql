@@ -413,8 +413,8 @@ RETURNING id;
 -- ===== prune =====
 
 -- Prune runs in this order inside one transaction: a deleted DAG with no running run (the
--- view prunable_dags) takes its edges and memberships along; then deleted jobs nothing refers to any more; then
--- retired definition versions no job points at.
+-- view prunable_dags) takes its edges and memberships along; then deleted jobs nothing refers
+-- to any more; then retired definition versions no job points at.
 
 -- name: prune_dependencies
 WITH moved AS (

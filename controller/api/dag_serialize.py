@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.jobspec import SECRET_MASK
+from common.jobspec import masked
 from controller.api.serialize import iso
 
 
@@ -31,7 +31,7 @@ def definition_json(row: dict[str, Any]) -> dict[str, Any]:
         "command": row["command"],
         "args": row["args"],
         "env": row["env"],
-        "secret_env": dict.fromkeys(row.get("secret_env") or {}, SECRET_MASK),
+        "secret_env": row.get("secret_env") or {},
         "cwd": row["cwd"],
         "http": row["http"],
         "timeout_seconds": row["timeout_seconds"],
@@ -48,33 +48,35 @@ def definition_json(row: dict[str, Any]) -> dict[str, Any]:
     }
     if "scheduled_job_id" in row:
         doc["scheduled_job_id"] = row["scheduled_job_id"]
-    return doc
+    return masked(doc)  # secret values never leave as they are stored
 
 
 def dag_job_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "name": row["name"],
-        "namespace": row["namespace"],
-        "role": row["role"],
-        "kind": row["kind"],
-        "definition_id": row["definition_id"],
-        "definition_version": row.get("definition_version"),
-        "dag_ids": list(row.get("dag_ids") or []),
-        "priority": row["priority"],
-        "payload": row["payload"],
-        "command": row["command"],
-        "args": row["args"],
-        "env": row["env"],
-        "secret_env": dict.fromkeys(row.get("secret_env") or {}, SECRET_MASK),
-        "http": row["http"],
-        "timeout_seconds": row["timeout_seconds"],
-        "max_retries": row["max_retries"],
-        "retry_backoff_seconds": row["retry_backoff_seconds"],
-        "delay_interval_seconds": row["delay_interval_seconds"],
-        "deleted": row["deleted_at"] is not None,
-        "created_at": iso(row["created_at"]),
-    }
+    return masked(
+        {
+            "id": row["id"],
+            "name": row["name"],
+            "namespace": row["namespace"],
+            "role": row["role"],
+            "kind": row["kind"],
+            "definition_id": row["definition_id"],
+            "definition_version": row.get("definition_version"),
+            "dag_ids": list(row.get("dag_ids") or []),
+            "priority": row["priority"],
+            "payload": row["payload"],
+            "command": row["command"],
+            "args": row["args"],
+            "env": row["env"],
+            "secret_env": row.get("secret_env") or {},
+            "http": row["http"],
+            "timeout_seconds": row["timeout_seconds"],
+            "max_retries": row["max_retries"],
+            "retry_backoff_seconds": row["retry_backoff_seconds"],
+            "delay_interval_seconds": row["delay_interval_seconds"],
+            "deleted": row["deleted_at"] is not None,
+            "created_at": iso(row["created_at"]),
+        }
+    )
 
 
 def edge_json(row: dict[str, Any]) -> dict[str, Any]:
