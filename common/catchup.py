@@ -25,6 +25,14 @@ wants, and it keeps the work and the database write per tick bounded. The cost d
 grow with the number of slots: the schedule counts slots per day and jumps to the kept
 range (see ``Schedule.count_between`` / ``Schedule.last_slots_between``), so a job firing
 every second that was down for 30 days is planned in well under a second.
+
+The same window is also a **starting deadline** (:func:`start_deadline_missed`): a slot's run
+that is still pending when it is older than ``max(catchup_window, on_time_grace)`` is
+skipped instead of started, whatever kept it waiting (a busy fleet, a concurrency cap, an
+overlap buffer). A slot that late would have been skipped had the leader been down, and
+without the deadline an overloaded fleet queues without bound: every new slot lands behind
+a backlog that only grows, until nothing starts on time at all (Kubernetes'
+``startingDeadlineSeconds`` and Quartz's misfire threshold exist for the same reason).
 """
 
 from __future__ import annotations
@@ -38,7 +46,20 @@ from typing import Literal
 from common.durations import format_duration
 from common.schedule import Schedule
 
-__all__ = ["CatchupMode", "DuePlan", "SlotDecision", "plan_due"]
+__all__ = [
+    "ON_TIME_GRACE",
+    "CatchupMode",
+    "DuePlan",
+    "SlotDecision",
+    "plan_due",
+    "start_deadline_missed",
+]
+
+ON_TIME_GRACE = 2.0
+"""Seconds a slot may be late and still count as on time: absorbs tick and dispatch jitter."""
+DEADLINE_TRIGGERS = frozenset({"schedule", "catchup"})
+"""Runs that exist because a slot came due. Manual, backfill and DAG runs were asked for
+explicitly and wait however long it takes."""
 
 
 class CatchupMode(StrEnum):
@@ -87,7 +108,7 @@ def plan_due(
     now: datetime,
     catchup_window: float,
     mode: CatchupMode = CatchupMode.ALL,
-    on_time_grace: float = 2.0,
+    on_time_grace: float = ON_TIME_GRACE,
     max_decisions: int = 10_000,
 ) -> DuePlan:
     """Decide every slot in ``[next_fire_at, now]``; see the module docstring for the rules.
@@ -137,3 +158,25 @@ def plan_due(
         next_fire_at=schedule.next_after(now),
         omitted_skips=total - len(slots),
     )
+
+
+def start_deadline_missed(
+    trigger: str,
+    attempt: int,
+    slot: datetime,
+    now: datetime,
+    catchup_window: float,
+    on_time_grace: float = ON_TIME_GRACE,
+) -> str | None:
+    """Why a pending run must be skipped rather than started now, or None if it may start.
+
+    Only a slot's first attempt has the deadline: a retry is late by its backoff on purpose.
+    """
+    if trigger not in DEADLINE_TRIGGERS or attempt != 1:
+        return None
+    deadline = max(
+        _seconds("catchup_window", catchup_window), _seconds("on_time_grace", on_time_grace)
+    )
+    if (_aware("now", now) - _aware("slot", slot)).total_seconds() <= deadline:
+        return None
+    return f"missed: not started within catchup_window {format_duration(deadline)}"

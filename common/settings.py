@@ -63,7 +63,8 @@ class Settings:
     """The other controllers' Raft addresses (host:port), not including this node."""
     raft_password: str = field(default="", repr=False)
     raft_min_timeout: float = 0.4
-    raft_max_timeout: float = 0.8
+    raft_max_timeout: float = 0.5
+    raft_election_stagger: float = 0.2
     raft_append_entries_period: float = 0.08
     raft_leader_fallback_timeout: float = 1.2
     raft_connection_timeout: float = 86400.0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import AsyncConnection
@@ -152,16 +152,28 @@ async def advance(
     return {int(row["id"]) for row in await cur.fetchall()}
 
 
-async def count_overlap(conn: AsyncConnection[Any], counts: dict[int, tuple[int, int]]) -> None:
-    """Add (skipped by overlap, dropped from buffer) to each job's counters."""
-    counts = {k: v for k, v in counts.items() if v != (0, 0)}
+class SkipCounts(NamedTuple):
+    """What the dispatcher skipped of one job's pending runs in one batch."""
+
+    overlap: int = 0
+    """skipped by the overlap policy"""
+    buffer_dropped: int = 0
+    """dropped from an overlap buffer"""
+    missed: int = 0
+    """not started within the catch-up window (the starting deadline)"""
+
+
+async def count_skips(conn: AsyncConnection[Any], counts: dict[int, SkipCounts]) -> None:
+    """Add one batch's skips to each job's counters."""
+    counts = {k: v for k, v in counts.items() if any(v)}
     if not counts:
         return
     await conn.execute(
-        q("jobs_count_overlap"),
+        q("jobs_count_skips"),
         {
             "ids": list(counts),
-            "skipped": [v[0] for v in counts.values()],
-            "dropped": [v[1] for v in counts.values()],
+            "skipped": [v.overlap for v in counts.values()],
+            "dropped": [v.buffer_dropped for v in counts.values()],
+            "missed": [v.missed for v in counts.values()],
         },
     )

@@ -288,11 +288,11 @@ RETURNING *;
 
 -- name: dag_run_nodes_insert
 INSERT INTO runs (job_id, scheduled_for, trigger, state, max_retries, dag_run_id,
-                  idempotency_key, output, exit_code, reused_run_id, finished_at, error)
+                  idempotency_key, output, exit_code, reused_run_id, finished_at, error, priority)
 SELECT v.job_id, %(slot)s, 'dag', v.state, j.max_retries, %(dag_run_id)s, v.key, v.output,
        v.exit_code, v.reused, CASE WHEN v.state = 'waiting' THEN NULL ELSE now() END,
        CASE WHEN v.reused IS NOT NULL
-            THEN 'idempotency key already succeeded in run ' || v.reused END
+            THEN 'idempotency key already succeeded in run ' || v.reused END, j.priority
 FROM unnest(%(job_ids)s::bigint[], %(states)s::text[], %(keys)s::text[], %(outputs)s::text[],
             %(exit_codes)s::int[], %(reused)s::bigint[])
      AS v(job_id, state, key, output, exit_code, reused)

@@ -97,19 +97,22 @@ WHERE j.id = v.id
   AND (j.next_fire_at IS NOT DISTINCT FROM v.old_fire_at OR j.next_fire_at IS NULL)
 RETURNING j.id;
 
--- name: jobs_count_overlap
+-- name: jobs_count_skips
 UPDATE jobs j SET skipped_overlap_count = j.skipped_overlap_count + v.skipped,
-                  buffer_dropped_count = j.buffer_dropped_count + v.dropped
-FROM unnest(%(ids)s::bigint[], %(skipped)s::bigint[], %(dropped)s::bigint[])
-     AS v(id, skipped, dropped)
+                  buffer_dropped_count = j.buffer_dropped_count + v.dropped,
+                  missed_count = j.missed_count + v.missed
+FROM unnest(%(ids)s::bigint[], %(skipped)s::bigint[], %(dropped)s::bigint[],
+            %(missed)s::bigint[])
+     AS v(id, skipped, dropped, missed)
 WHERE j.id = v.id;
 
 -- ===== runs =====
 
 -- name: runs_insert_slots
-INSERT INTO runs (job_id, scheduled_for, trigger, state, late, max_retries, error, finished_at)
+INSERT INTO runs (job_id, scheduled_for, trigger, state, late, max_retries, error, finished_at,
+                  priority)
 SELECT v.job_id, v.slot, v.trigger, v.state, v.late, j.max_retries, v.error,
-       CASE WHEN v.state = 'skipped' THEN now() END
+       CASE WHEN v.state = 'skipped' THEN now() END, j.priority
 FROM unnest(%(job_ids)s::bigint[], %(slots)s::timestamptz[], %(triggers)s::text[],
             %(states)s::text[], %(lates)s::boolean[], %(errors)s::text[])
      AS v(job_id, slot, trigger, state, late, error)
@@ -118,8 +121,8 @@ ON CONFLICT (job_id, scheduled_for) WHERE dag_run_id IS NULL DO NOTHING
 RETURNING id, job_id, scheduled_for, state;
 
 -- name: run_insert_manual
-INSERT INTO runs (job_id, scheduled_for, trigger, state, max_retries)
-SELECT id, now(), 'manual', 'pending', max_retries FROM jobs
+INSERT INTO runs (job_id, scheduled_for, trigger, state, max_retries, priority)
+SELECT id, now(), 'manual', 'pending', max_retries, priority FROM jobs
 WHERE id = %(job_id)s AND deleted_at IS NULL
 RETURNING *;
 
@@ -153,21 +156,25 @@ ORDER BY r.id DESC
 LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: runs_claim_pending
-SELECT r.id, r.job_id, r.attempt, r.scheduled_for, r.dag_run_id, r.input, r.idempotency_key,
-       j.name, j.kind, j.command, j.args, j.env, j.secret_env, j.cwd, j.http, j.payload, j.timeout_seconds,
-       j.labels, j.overlap, j.max_concurrency
+-- Walks the runs_pending index in its own order (priority, then oldest): no sort of the
+-- backlog, so a batch costs the same at 100 or 100,000 pending.
+SELECT r.id, r.job_id, r.attempt, r.scheduled_for, r.trigger, r.dag_run_id, r.input,
+       r.idempotency_key, j.name, j.kind, j.command, j.args, j.env, j.secret_env, j.cwd, j.http,
+       j.payload, j.timeout_seconds, j.labels, j.overlap, j.max_concurrency,
+       j.catchup_window_seconds
 FROM runs r JOIN jobs j ON j.id = r.job_id
 WHERE r.state = 'pending' AND r.not_before <= now()
-ORDER BY j.priority DESC, r.not_before, r.id
+ORDER BY r.priority DESC, r.not_before, r.id
 LIMIT %(limit)s
 FOR UPDATE OF r SKIP LOCKED;
 
 -- name: runs_pending_of_jobs
 -- Every waiting run of the given jobs, including those deferred by the dispatcher, so a
 -- buffer starts its oldest slot first (retries still in backoff are not included).
-SELECT r.id, r.job_id, r.attempt, r.scheduled_for, r.dag_run_id, r.input, r.idempotency_key,
-       j.name, j.kind, j.command, j.args, j.env, j.secret_env, j.cwd, j.http, j.payload, j.timeout_seconds,
-       j.labels, j.overlap, j.max_concurrency
+SELECT r.id, r.job_id, r.attempt, r.scheduled_for, r.trigger, r.dag_run_id, r.input,
+       r.idempotency_key, j.name, j.kind, j.command, j.args, j.env, j.secret_env, j.cwd, j.http,
+       j.payload, j.timeout_seconds, j.labels, j.overlap, j.max_concurrency,
+       j.catchup_window_seconds
 FROM runs r JOIN jobs j ON j.id = r.job_id
 WHERE r.job_id = ANY(%(job_ids)s::bigint[]) AND r.state = 'pending'
   AND r.not_before <= now() + make_interval(secs => %(horizon)s)
@@ -196,9 +203,9 @@ UPDATE runs SET cancel_requested = true
 WHERE id = ANY(%(ids)s::bigint[]) AND state IN ('dispatched', 'running');
 
 -- name: runs_insert_backfill
-INSERT INTO runs (job_id, scheduled_for, trigger, state, max_retries, not_before)
+INSERT INTO runs (job_id, scheduled_for, trigger, state, max_retries, not_before, priority)
 SELECT j.id, v.slot, 'backfill', 'pending', j.max_retries,
-       now() + make_interval(secs => v.delay)
+       now() + make_interval(secs => v.delay), j.priority
 FROM unnest(%(slots)s::timestamptz[], %(delays)s::double precision[]) AS v(slot, delay)
 JOIN jobs j ON j.id = %(job_id)s
 ON CONFLICT (job_id, scheduled_for) WHERE dag_run_id IS NULL DO NOTHING

@@ -368,7 +368,10 @@ def schemas() -> dict[str, Schema]:
                 "version": integer("Incremented by every write."),
                 "counters": obj(
                     {
-                        "missed": integer("Slots skipped by the catch-up rules."),
+                        "missed": integer(
+                            "Slots skipped by the catch-up rules or not started within the "
+                            "catch-up window."
+                        ),
                         "skipped_by_overlap": integer(),
                         "buffer_dropped": integer(),
                     }

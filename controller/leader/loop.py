@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from common import overlap, placement
 from common.aio import cancel_and_wait, wait_event
-from common.catchup import CatchupMode, plan_due
+from common.catchup import CatchupMode, plan_due, start_deadline_missed
 from common.errors import Fenced
 from common.logging import ctx
 from common.repo import dag_runs as dag_runs_repo
@@ -163,6 +163,29 @@ def worker_slot(row: dict[str, Any]) -> placement.WorkerSlot:
         draining=bool(row["draining"]),
         allowed_commands=None if allowed is None else tuple(str(p) for p in allowed),
     )
+
+
+def _split_missed(
+    by_job: dict[int, list[dict[str, Any]]], now: datetime
+) -> dict[int, list[tuple[int, str]]]:
+    """Take out of ``by_job`` the runs past their starting deadline; (run id, reason) by job."""
+    missed: dict[int, list[tuple[int, str]]] = {}
+    for job_id, runs in by_job.items():
+        keep = []
+        for run in runs:
+            reason = start_deadline_missed(
+                run["trigger"],
+                int(run["attempt"]),
+                run["scheduled_for"],
+                now,
+                float(run["catchup_window_seconds"]),
+            )
+            if reason is None:
+                keep.append(run)
+            else:
+                missed.setdefault(job_id, []).append((int(run["id"]), reason))
+        runs[:] = keep
+    return missed
 
 
 class LeaderLoop:
@@ -664,7 +687,8 @@ class LeaderLoop:
             )
 
     async def _apply_policies(self, conn: Any, pending: list[dict[str, Any]]) -> _BatchPlan:
-        """Split a claimed batch by each job's overlap policy and the concurrency caps."""
+        """Split a claimed batch by the starting deadline, each job's overlap policy and
+        the concurrency caps."""
         by_job: dict[int, list[dict[str, Any]]] = {}
         for run in pending:
             by_job.setdefault(int(run["job_id"]), []).append(run)
@@ -674,13 +698,14 @@ class LeaderLoop:
                 by_job[job_id] = []
             for run in await runs_repo.pending_of_jobs(conn, ordered, 2 * WAIT_RECHECK_SECONDS):
                 by_job[int(run["job_id"])].append(run)
-            pending = [r for runs in by_job.values() for r in runs]
-        active = await runs_repo.active_of_jobs(conn, list(by_job))
+        missed = _split_missed(by_job, utcnow())
+        pending = [r for runs in by_job.values() for r in runs]
+        active = await runs_repo.active_of_jobs(conn, [j for j, runs in by_job.items() if runs])
         start_ids: set[int] = set()
         skips: list[tuple[int, str]] = []
         waits: list[int] = []
         cancels: list[int] = []
-        counts: dict[int, tuple[int, int]] = {}
+        counts = {job_id: jobs_repo.SkipCounts(missed=len(runs)) for job_id, runs in missed.items()}
         for job_id, runs in by_job.items():
             if not runs:
                 continue
@@ -696,7 +721,9 @@ class LeaderLoop:
             waits.extend(decision.wait)
             if decision.cancel_active:
                 cancels.extend(int(r["id"]) for r in running)
-            counts[job_id] = (decision.skipped_by_overlap, decision.dropped_by_buffer)
+            counts[job_id] = counts.get(job_id, jobs_repo.SkipCounts())._replace(
+                overlap=decision.skipped_by_overlap, buffer_dropped=decision.dropped_by_buffer
+            )
         start = [r for r in pending if r["id"] in start_ids]
         cap = self.settings.max_running
         if cap > 0:
@@ -705,14 +732,22 @@ class LeaderLoop:
             # again (a paused job's buffered run starved behind an active job's new slots).
             room = max(0, cap - await runs_repo.active_total(conn))
             start = start[:room]
-        await runs_repo.skip_pending(conn, skips)
+        late = [skip for runs in missed.values() for skip in runs]
+        await runs_repo.skip_pending(conn, skips + late)
         await runs_repo.defer_pending(conn, waits, WAIT_RECHECK_SECONDS)
         await runs_repo.request_cancel_many(conn, cancels)
-        await jobs_repo.count_overlap(conn, counts)
+        await jobs_repo.count_skips(conn, counts)
         for run_id, reason in skips:
             self.metrics.slots.labels("overlap_skip").inc()
             log.info("run skipped: %s", reason, extra=self._log(run_id=run_id))
-        return _BatchPlan(start=start, settled=len(skips), cancel=bool(cancels))
+        if late:  # one line per batch: under overload there can be thousands a second
+            self.metrics.slots.labels("deadline_skip").inc(len(late))
+            log.info(
+                "%d runs skipped: not started within their catch-up window",
+                len(late),
+                extra=self._log(jobs=len(missed), first_run_id=late[0][0]),
+            )
+        return _BatchPlan(start=start, settled=len(skips) + len(late), cancel=bool(cancels))
 
     def _task_request(self, run: dict[str, Any]) -> pb.RunTaskRequest:
         args = run["args"]

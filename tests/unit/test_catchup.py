@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from common.catchup import CatchupMode, DuePlan, SlotDecision, plan_due
+from common.catchup import CatchupMode, DuePlan, SlotDecision, plan_due, start_deadline_missed
 from common.schedule import parse_schedule
 
 T0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
@@ -235,3 +235,41 @@ def test_naive_datetimes_are_refused() -> None:
         plan_due(MINUTELY, T0, datetime(2026, 5, 4), 60)
     with pytest.raises(ValueError, match="^next_fire_at: "):
         plan_due(MINUTELY, datetime(2026, 5, 4), T0, 60)
+
+
+# --- the starting deadline: a slot's run still pending after its window is skipped ---
+
+
+def test_slot_run_may_start_up_to_its_window_inclusive() -> None:
+    assert start_deadline_missed("schedule", 1, T0, T0 + sec(60), catchup_window=60) is None
+    assert start_deadline_missed("catchup", 1, T0, T0 + sec(59), catchup_window=60) is None
+
+
+def test_slot_run_past_its_window_is_missed_with_the_reason() -> None:
+    reason = start_deadline_missed("schedule", 1, T0, T0 + sec(60.001), catchup_window=60)
+    assert reason == "missed: not started within catchup_window 1m"
+    assert start_deadline_missed("catchup", 1, T0, T0 + sec(3600), catchup_window=60) == reason
+
+
+def test_deadline_is_never_shorter_than_the_on_time_grace() -> None:
+    assert start_deadline_missed("schedule", 1, T0, T0 + sec(2), catchup_window=0) is None
+    assert start_deadline_missed("schedule", 1, T0, T0 + sec(2.5), catchup_window=0) == (
+        "missed: not started within catchup_window 2s"
+    )
+
+
+@pytest.mark.parametrize("trigger", ["manual", "backfill", "dag"])
+def test_runs_asked_for_explicitly_have_no_deadline(trigger: str) -> None:
+    assert start_deadline_missed(trigger, 1, T0, T0 + sec(86400), catchup_window=60) is None
+
+
+def test_retries_have_no_deadline() -> None:
+    """A retry waits its backoff on purpose; the slot being old is expected."""
+    assert start_deadline_missed("schedule", 2, T0, T0 + sec(86400), catchup_window=60) is None
+
+
+def test_deadline_rejects_naive_times_and_bad_windows() -> None:
+    with pytest.raises(ValueError, match="now"):
+        start_deadline_missed("schedule", 1, T0, datetime(2026, 5, 4, 12, 1), catchup_window=60)
+    with pytest.raises(ValueError, match="catchup_window"):
+        start_deadline_missed("schedule", 1, T0, T0, catchup_window=-1)
