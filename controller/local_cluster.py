@@ -285,13 +285,22 @@ class LocalCluster:
         return body if status == 200 and isinstance(body, dict) else None
 
     def leader(self) -> str | None:
-        """Name of the controller whose own report says it leads, if exactly one does."""
+        """Name of the controller whose own report says it leads, if exactly one does.
+
+        Leading counts once its epoch is claimed in PostgreSQL: Raft makes a node leader a
+        moment before its claim lands, and callers read the epoch next.
+        """
         leaders = []
         for name in self.controller_names:
             if not self.nodes[name].alive():
                 continue
             info = self.cluster_info(name, timeout=1.0)
-            if info and info["node"]["role"] == "leader" and info["node"]["leading_epoch"]:
+            if (
+                info
+                and info["node"]["role"] == "leader"
+                and info["node"]["leading_epoch"]
+                and info["epoch"] == info["node"]["leading_epoch"]
+            ):
                 leaders.append(name)
         return leaders[0] if len(leaders) == 1 else None
 
