@@ -58,7 +58,6 @@ def election_window(
     return low + rank * stagger, high + rank * stagger
 
 
-
 class RaftNode:
     """One controller's SyncObj, ticking on its own thread (``autoTick``).
 

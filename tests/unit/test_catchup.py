@@ -1,10 +1,18 @@
 import math
+import random
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from common.catchup import CatchupMode, DuePlan, SlotDecision, plan_due, start_deadline_missed
+from common.catchup import (
+    CatchupMode,
+    DuePlan,
+    SlotDecision,
+    _plan_missed,
+    plan_due,
+    start_deadline_missed,
+)
 from common.schedule import parse_schedule
 
 T0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
@@ -273,3 +281,30 @@ def test_deadline_rejects_naive_times_and_bad_windows() -> None:
         start_deadline_missed("schedule", 1, T0, datetime(2026, 5, 4, 12, 1), catchup_window=60)
     with pytest.raises(ValueError, match="catchup_window"):
         start_deadline_missed("schedule", 1, T0, T0, catchup_window=-1)
+
+
+@pytest.mark.parametrize(
+    ("expr", "zone"),
+    [
+        ("* * * * * *", "UTC"),
+        ("*/7 * * * * *", "UTC"),
+        ("30 2 * * *", "Europe/Berlin"),
+        ("0 */2 * * * *", "America/New_York"),
+        ("@every 90s", "UTC"),
+    ],
+)
+def test_single_due_slot_shortcut_agrees_with_the_general_plan(expr: str, zone: str) -> None:
+    """plan_due answers the one-slot-on-time case without the general planner; for any
+    stored next_fire_at (a slot or not) and any now, both must give the same plan."""
+    schedule = parse_schedule(expr, zone)
+    rng = random.Random(f"{expr}{zone}")
+    starts = [datetime(2026, 3, 29, 0, 30, tzinfo=UTC), datetime(2026, 11, 1, 5, 0, tzinfo=UTC)]
+    for _ in range(400):
+        base = rng.choice(starts) + sec(rng.randrange(0, 6 * 3600))
+        slot = schedule.next_after(base)
+        next_fire_at = slot if rng.random() < 0.7 else slot + sec(rng.choice([-0.5, 0.25, 3]))
+        now = next_fire_at + sec(rng.choice([0, 0.001, 1.5, 2, 2.5, 30, 61, 200, 4000]))
+        for mode in CatchupMode:
+            assert plan_due(schedule, next_fire_at, now, 60, mode) == _plan_missed(
+                schedule, next_fire_at, now, 60.0, 2.0, mode, 10_000
+            ), (next_fire_at, now, mode)
