@@ -732,22 +732,22 @@ class LeaderLoop:
             # again (a paused job's buffered run starved behind an active job's new slots).
             room = max(0, cap - await runs_repo.active_total(conn))
             start = start[:room]
-        late = [skip for runs in missed.values() for skip in runs]
-        await runs_repo.skip_pending(conn, skips + late)
+        expired = [skip for runs in missed.values() for skip in runs]
+        await runs_repo.skip_pending(conn, skips + expired)
         await runs_repo.defer_pending(conn, waits, WAIT_RECHECK_SECONDS)
         await runs_repo.request_cancel_many(conn, cancels)
         await jobs_repo.count_skips(conn, counts)
         for run_id, reason in skips:
             self.metrics.slots.labels("overlap_skip").inc()
             log.info("run skipped: %s", reason, extra=self._log(run_id=run_id))
-        if late:  # one line per batch: under overload there can be thousands a second
-            self.metrics.slots.labels("deadline_skip").inc(len(late))
+        if expired:  # one line per batch: under overload there can be thousands a second
+            self.metrics.slots.labels("deadline_skip").inc(len(expired))
             log.info(
                 "%d runs skipped: not started within their catch-up window",
-                len(late),
-                extra=self._log(jobs=len(missed), first_run_id=late[0][0]),
+                len(expired),
+                extra=self._log(jobs=len(missed), first_run_id=expired[0][0]),
             )
-        return _BatchPlan(start=start, settled=len(skips) + len(late), cancel=bool(cancels))
+        return _BatchPlan(start=start, settled=len(skips) + len(expired), cancel=bool(cancels))
 
     def _task_request(self, run: dict[str, Any]) -> pb.RunTaskRequest:
         args = run["args"]
