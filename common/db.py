@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import logging
 import re
+import select
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import cache
 from importlib import resources
+from typing import Any
 
 import psycopg
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -98,6 +103,44 @@ def migrate(url: str) -> list[str]:
     return applied
 
 
+async def check_pooled(conn: AsyncConnection[Any]) -> None:
+    """The pool's check of a connection it hands out, without a round trip when it can.
+
+    psycopg_pool's own check sends an empty query on every checkout: a fifth of what a
+    ``GET /jobs/{id}`` cost the controller (profiled). An idle connection's socket has
+    nothing to read unless the server closed or ended the session (restart, idle timeout:
+    an error message, then EOF) or sent a notice, so only a readable socket gets the full
+    check. A peer that vanished without a word is not caught here; the query then fails
+    like any query during an outage (503 in the API, a retry in the leader loop).
+    """
+    if conn.closed:
+        raise psycopg.OperationalError("the connection is closed")
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        await AsyncConnectionPool.check_connection(conn)
+
+
+@asynccontextmanager
+async def reading(pool: AsyncConnectionPool) -> AsyncIterator[AsyncConnection[Any]]:
+    """A pooled connection for statements that only read, in autocommit.
+
+    A pooled connection otherwise opens a transaction for the first statement and commits
+    when it goes back: BEGIN and COMMIT are two more round trips than the SELECT itself
+    (measured: 650 us against 190 us per checkout and query). Reads lose nothing by it: at
+    READ COMMITTED every statement takes its own snapshot inside a transaction too. The
+    pool's ``reset`` turns autocommit off again before anyone else gets the connection.
+    """
+    async with pool.connection() as conn:
+        await conn.set_autocommit(True)
+        yield conn
+
+
+async def _reset_pooled(conn: AsyncConnection[Any]) -> None:
+    """Every connection goes back to the pool in the mode writers rely on (transactional)."""
+    if conn.autocommit:
+        await conn.set_autocommit(False)
+
+
 def make_pool(url: str, min_size: int = 2, max_size: int = 10) -> AsyncConnectionPool:
     """An unopened async pool; rows come back as dicts. Caller opens and closes it."""
     return AsyncConnectionPool(
@@ -120,5 +163,6 @@ def make_pool(url: str, min_size: int = 2, max_size: int = 10) -> AsyncConnectio
         },
         timeout=3.0,  # an outage answers 503 after this, instead of hanging the client
         open=False,
-        check=AsyncConnectionPool.check_connection,
+        check=check_pooled,
+        reset=_reset_pooled,
     )

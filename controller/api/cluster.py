@@ -7,6 +7,7 @@ import asyncio
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from common.db import reading
 from common.repo import leadership
 from common.repo import workers as workers_repo
 from controller import scrape
@@ -21,7 +22,7 @@ async def cluster(request: web.Request) -> web.Response:
     """This node (id, role, pid, version) plus what PostgreSQL says about leader and fleet."""
     settings = request.app[SETTINGS]
     info = request.app[CLUSTER].node_info()
-    async with request.app[POOL].connection() as conn:
+    async with reading(request.app[POOL]) as conn:
         current = await leadership.current(conn)
         fleet = await workers_repo.all_workers(conn, settings.worker_lease)
         history = await leadership.timeline(conn, 20)

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from common import jobspec
+from common.db import reading
 from common.errors import Conflict, ValidationError
 from common.repo import dags as dags_repo
 from common.repo import jobs as jobs_repo
@@ -56,7 +57,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     limit, offset = page(request)
     status = choice_param(request, "status", {"active", "paused"})
     query = request.query.get("q") or None
-    async with request.app[POOL].connection() as conn:
+    async with reading(request.app[POOL]) as conn:
         rows, total = await jobs_repo.list_jobs(
             conn, status=status, query=query, limit=limit, offset=offset
         )
@@ -66,7 +67,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 @routes.get("/api/v1/jobs/{ref}")
 async def get_job(request: web.Request) -> web.Response:
     """A cron job by id or name, or a DAG job by id (the two share one id space)."""
-    async with request.app[POOL].connection() as conn:
+    async with reading(request.app[POOL]) as conn:
         row = await jobs_repo.get(conn, request.match_info["ref"])
         if row["role"] == "dag":
             return web.json_response(dag_job_json(await dags_repo.get_job(conn, row["id"])))

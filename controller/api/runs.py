@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from common.db import reading
 from common.repo import runs as runs_repo
 from common.states import RunState
 from controller.api.params import choice_param, id_path, int_param, page, page_json, time_param
@@ -21,7 +22,7 @@ async def list_runs(request: web.Request) -> web.Response:
     state = choice_param(request, "status", STATES) or choice_param(request, "state", STATES)
     since = time_param(request, "since")
     until = time_param(request, "until")
-    async with request.app[POOL].connection() as conn:
+    async with reading(request.app[POOL]) as conn:
         rows, total = await runs_repo.list_runs(
             conn,
             job_id=job_id,
@@ -37,7 +38,7 @@ async def list_runs(request: web.Request) -> web.Response:
 @routes.get("/api/v1/runs/{id}")
 async def get_run(request: web.Request) -> web.Response:
     run_id = id_path(request)
-    async with request.app[POOL].connection() as conn:
+    async with reading(request.app[POOL]) as conn:
         row = await runs_repo.get(conn, run_id)
     return web.json_response(run_json(row, full=True))
 
