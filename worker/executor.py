@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from common.aio import wait_event, within
 from common.logging import ctx
 
 log = logging.getLogger(__name__)
@@ -34,7 +33,6 @@ KILL_GRACE_SECONDS = 2.0
 DRAIN_GRACE_SECONDS = 1.0
 """How long output is still read after the main process exited (a grandchild may hold the
 pipe) before the leftovers of the group are terminated."""
-_READ_CHUNK = 65_536
 
 
 class TaskState(enum.StrEnum):
@@ -87,23 +85,39 @@ class CancelToken:
     """
 
     def __init__(self) -> None:
-        self._event = asyncio.Event()
         self.reason = ""
+        self._cancelled = False
+        self._waiters: list[asyncio.Future[None]] = []
 
     @property
     def cancelled(self) -> bool:
-        return self._event.is_set()
+        return self._cancelled
 
     def cancel(self, reason: str = "cancelled") -> bool:
         """Request the stop; False if it was already requested (the first reason wins)."""
-        if self._event.is_set():
+        if self._cancelled:
             return False
         self.reason = reason
-        self._event.set()
+        self._cancelled = True
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
         return True
 
-    async def wait(self) -> None:
-        await self._event.wait()
+    def waiter(self) -> asyncio.Future[None]:
+        """A future that is done once the stop is requested (at once if it already was).
+
+        A future, not a coroutine: an executor waits for it next to the process's exit with
+        ``asyncio.wait``, which would otherwise need a task per attempt just to wait.
+        Cancelling it only stops that waiting.
+        """
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._cancelled:
+            waiter.set_result(None)
+        else:
+            self._waiters.append(waiter)
+        return waiter
 
 
 class OutputTail:
@@ -178,42 +192,44 @@ async def execute(
         _notify(on_started, started_at)
         return _not_started(TaskState.CANCELLED, cancel.reason, started_at)
     argv = build_argv(spec)
+    tail = OutputTail(spec.output_limit_bytes)
+    # The process is created synchronously at the start of the spawn; the spawn returns only
+    # once asyncio has connected its pipe, which in a burst of starts waits for all the
+    # others' forks. Taken after it, the start time (and the lateness computed from it)
+    # would include that queue rather than say when the process started.
+    started_at = time.time()
     try:
-        child = await _Child.spawn(argv, build_env(spec.env), spec.cwd or None)
+        child = await _Child.spawn(argv, build_env(spec.env), spec.cwd or None, tail)
     except (OSError, ValueError) as exc:
         error = _start_error(exc, argv[0], spec.cwd)
         log.info("attempt could not start: %s", error, extra=log_ctx)
         _notify(on_started, started_at)
         return _not_started(TaskState.FAILED, error, started_at)
 
-    started_at = time.time()
     _notify(on_started, started_at, child.pid)
-    tail = OutputTail(spec.output_limit_bytes)
-    pump = asyncio.create_task(_pump(child.stdout, tail))
-    exited = asyncio.create_task(child.exited.wait())
-    cancelled = asyncio.create_task(cancel.wait())
+    cancelled = cancel.waiter()
     timeout = spec.timeout_seconds if spec.timeout_seconds > 0 else None
     try:
         done, _ = await asyncio.wait(
-            {exited, cancelled}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            {child.exited, cancelled}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
         )
-        if exited in done:
+        if child.exited in done:
             state, error = None, ""
-            await _reap_leftovers(child.pid, pump, kill_grace, drain_grace)
+            await _reap_leftovers(child, kill_grace, drain_grace)
         elif cancelled in done:
             state, error = TaskState.CANCELLED, cancel.reason or "cancelled"
             await _terminate_group(child.pid, child, kill_grace)
         else:
             state, error = TaskState.TIMED_OUT, f"timed out after {spec.timeout_seconds:g}s"
             await _terminate_group(child.pid, child, kill_grace)
-        await _finish_pump(pump)
+        # The group is dead by now, so the output normally ends at once; a process that left
+        # the group (setsid) may still hold the pipe: stop waiting then, close() stops reading.
+        await _wait_done(child.output_closed, 1.0)
     except asyncio.CancelledError:
         _signal_group(child.pid, signal.SIGKILL)
-        pump.cancel()
         raise
     finally:
         cancelled.cancel()
-        exited.cancel()
         child.close()
 
     code = child.returncode
@@ -279,35 +295,29 @@ def _exit_outcome(code: int | None) -> tuple[TaskState, str]:
     return TaskState.FAILED, f"exit status {code}"
 
 
-async def _pump(stream: asyncio.StreamReader, tail: OutputTail) -> None:
-    while chunk := await stream.read(_READ_CHUNK):
-        tail.feed(chunk)
+async def _wait_done(future: asyncio.Future[None], timeout: float) -> bool:
+    """Wait up to ``timeout`` for ``future`` without cancelling it; True if it is done.
+
+    Checks first: ``asyncio.wait`` on a done future still costs a timer and a loop turn."""
+    if not future.done():
+        await asyncio.wait({future}, timeout=timeout)
+    return future.done()
 
 
-async def _finish_pump(pump: asyncio.Task[None]) -> None:
-    """Collect the output reader; the group is dead by now, so EOF is normally immediate.
+async def _reap_leftovers(child: _Child, kill_grace: float, drain_grace: float) -> None:
+    """After a normal exit, let remaining output drain, then end what is left of the group.
 
-    A process that left the group (``setsid``) may still hold the pipe: stop reading then.
+    The usual case costs one ``killpg(pgid, 0)``: the leader is reaped by the time its exit
+    is reported, so an empty group answers ProcessLookupError and /proc is never scanned.
     """
-    try:
-        await within(asyncio.shield(pump), 1.0)
-    except TimeoutError:
-        pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await pump
-
-
-async def _reap_leftovers(
-    pgid: int, pump: asyncio.Task[None], kill_grace: float, drain_grace: float
-) -> None:
-    """After a normal exit, let remaining output drain, then end what is left of the group."""
-    if not _group_alive(pgid):
+    if not _group_alive(child.pid):
         return
-    with contextlib.suppress(TimeoutError):
-        await within(asyncio.shield(pump), drain_grace)
-    if _group_alive(pgid):
-        log.info("terminating processes left in the group of a finished attempt (pgid %d)", pgid)
-        await _terminate_group(pgid, None, kill_grace)
+    await _wait_done(child.output_closed, drain_grace)
+    if _group_alive(child.pid):
+        log.info(
+            "terminating processes left in the group of a finished attempt (pgid %d)", child.pid
+        )
+        await _terminate_group(child.pid, None, kill_grace)
 
 
 async def kill_process_group(pgid: int, grace: float = KILL_GRACE_SECONDS) -> None:
@@ -333,11 +343,11 @@ async def _terminate_group(pgid: int, leader: _Child | None, grace: float) -> No
         await asyncio.sleep(0.05)
     _signal_group(pgid, signal.SIGKILL)
     if leader is not None:
-        await wait_event(leader.exited, 5.0)
+        await _wait_done(leader.exited, 5.0)
 
 
 class _Child:
-    """The attempt's main process, with an exit signal that does not wait for its pipe.
+    """The attempt's main process: its exit, the end of its output, and its pipe.
 
     ``asyncio.subprocess.Process.wait()`` (Python 3.11) returns only once the process has
     exited *and* its pipes are closed, so a backgrounded grandchild holding stdout would hide
@@ -348,15 +358,15 @@ class _Child:
         self._transport = transport
         self.pid: int = transport.get_pid()
         self.exited = protocol.exited
-        stdout = protocol.stdout
-        assert stdout is not None
-        self.stdout: asyncio.StreamReader = stdout
+        self.output_closed = protocol.output_closed
 
     @classmethod
-    async def spawn(cls, argv: list[str], env: dict[str, str], cwd: str | None) -> _Child:
+    async def spawn(
+        cls, argv: list[str], env: dict[str, str], cwd: str | None, tail: OutputTail
+    ) -> _Child:
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.subprocess_exec(
-            lambda: _Protocol(limit=_READ_CHUNK, loop=loop),
+            lambda: _Protocol(tail, loop),
             *argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -376,14 +386,29 @@ class _Child:
         self._transport.close()
 
 
-class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
-    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(limit=limit, loop=loop)
-        self.exited = asyncio.Event()
+class _Protocol(asyncio.SubprocessProtocol):
+    """Output goes straight into the tail as it arrives.
+
+    asyncio's stream protocol would buffer it in a StreamReader for a reading task to copy
+    into the tail: a task per attempt for nothing, as the tail keeps only the last bytes
+    anyway (so there is no buffer to bound with flow control either).
+    """
+
+    def __init__(self, tail: OutputTail, loop: asyncio.AbstractEventLoop) -> None:
+        self._tail = tail
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.output_closed: asyncio.Future[None] = loop.create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        self._tail.feed(data)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if not self.output_closed.done():
+            self.output_closed.set_result(None)
 
     def process_exited(self) -> None:
-        super().process_exited()
-        self.exited.set()
+        if not self.exited.done():
+            self.exited.set_result(None)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -129,7 +129,7 @@ async def execute_http(
     started_at = time.time()
     _notify(on_started, started_at)
     exchange = asyncio.create_task(_exchange(spec, head))
-    cancelled = asyncio.create_task(cancel.wait())
+    cancelled = cancel.waiter()
     timeout = spec.timeout_seconds if spec.timeout_seconds > 0 else None
     try:
         done, _ = await asyncio.wait(

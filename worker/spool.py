@@ -5,12 +5,15 @@ controller failover, a network cut or a worker crash loses nothing: after a rest
 reporter finds the files and delivers them. Every write is atomic (temp file, fsync, rename,
 fsync of the directory), so a crash leaves either the old file or the new one, never half.
 
-The methods are synchronous and do blocking file I/O; async callers run them with
-``asyncio.to_thread`` so an fsync never stalls the event loop. The reporter removes an
-acknowledged batch with one directory fsync (``remove_many``). Attempts spool one result per
-call in threads of their own rather than through a group commit: the cost is each file's
-fsync, which parallel threads overlap and a single flusher would serialise (measured; see
-docs/architecture.md).
+The methods are synchronous and do blocking file I/O; async callers run them in a worker
+thread so an fsync never stalls the event loop. The reporter removes an acknowledged batch
+with one directory fsync (``remove_many``), and the attempts that end together are stored
+with one (``put_many`` behind a GroupCommit, see worker/service.py).
+
+Which results are stored is also kept in memory (the spool has one owner, see the lock), so
+the duplicate check every RunTask makes costs no file system call on the event loop; so are
+the results this process stored (up to ``_KEPT_MAX`` small ones), so the reporter does not
+read back and parse each file it has just written.
 """
 
 from __future__ import annotations
@@ -39,6 +42,15 @@ _RESULT_NAME = re.compile(r"^(-?\d+)-(-?\d+)\.json$")
 _TMP_SUFFIX = ".tmp"
 _EPOCH_FILE = "epoch"
 _LOCK_FILE = "lock"
+_KEPT_MAX = 1024
+_KEPT_OUTPUT_MAX = 16_384
+"""Results kept in memory: at most this many stored, outputs this long (16 MiB at worst).
+Beyond that (e.g. the controllers are down and the spool grows) they are read from disk."""
+
+Key = tuple[int, int]
+_Kept = tuple[float, pb.ReportResultRequest] | None
+"""(spooled_at, result) of a result this process stored, or None: only on disk. The message
+is handed out as is by get() and pending(): callers copy it (into a request), never change it."""
 
 
 class SpoolLockedError(RuntimeError):
@@ -60,6 +72,13 @@ class Spool:
         self._epoch_lock = threading.Lock()
         self._epoch_written = self._read_epoch()
         self._remove_stale_temp_files()
+        self._stored: dict[Key, _Kept] = {}
+        """Every result file in the directory; updated by put and remove, which run in
+        worker threads (a dict's single operations are atomic)."""
+        for entry in os.scandir(self.directory):
+            key = _key_of(entry.name)
+            if key is not None:
+                self._stored[key] = None
 
     def close(self) -> None:
         """Release the ownership lock (the files stay for the next run)."""
@@ -98,18 +117,44 @@ class Spool:
         only when this returns are the renames themselves durable. On an error some of
         the results may be stored and others not: the caller retries all of them (a put
         of the same (run_id, attempt) overwrites).
+
+        All the temp files are written before the first rename: a result is visible to the
+        reporter from its rename on, while its attempt still holds a worker slot until this
+        returns, and a controller told of the result may already send the next run.
         """
         if not results:
             return
-        for result in results:
-            self._write_file(self.path_for(result.run_id, result.attempt), _encode(result))
+        temps: list[Path] = []
+        times: list[float] = []
+        try:
+            for result in results:
+                target = self.path_for(result.run_id, result.attempt)
+                times.append(time.time())  # one each: pending() keeps the order of the list
+                temps.append(self._write_temp(target, _encode(result, times[-1])))
+            for index, result in enumerate(results):
+                os.replace(temps[index], self.path_for(result.run_id, result.attempt))
+                keep = len(result.output) <= _KEPT_OUTPUT_MAX and len(self._stored) < _KEPT_MAX
+                self._stored[(result.run_id, result.attempt)] = (
+                    (times[index], result) if keep else None
+                )
+        except BaseException:
+            for tmp in temps:  # those renamed are gone already
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+            raise
         self._fsync_dir()
 
     def contains(self, run_id: int, attempt: int) -> bool:
-        return self.path_for(run_id, attempt).exists()
+        return (run_id, attempt) in self._stored
 
     def get(self, run_id: int, attempt: int) -> pb.ReportResultRequest | None:
         """The stored result of one attempt, or None if there is none (or it is unreadable)."""
+        try:
+            kept = self._stored[(run_id, attempt)]
+        except KeyError:
+            return None
+        if kept is not None:
+            return kept[1]
         try:
             with open(self.path_for(run_id, attempt), "rb") as fh:
                 doc = json.loads(fh.read())
@@ -131,6 +176,7 @@ class Spool:
         for run_id, attempt in keys:
             with contextlib.suppress(FileNotFoundError):
                 self.path_for(run_id, attempt).unlink()
+            self._stored.pop((run_id, attempt), None)
             removed = True
         if removed:
             self._fsync_dir()
@@ -139,7 +185,12 @@ class Spool:
         """Every stored result, oldest first, so results reach the controller in order."""
         loaded: list[tuple[float, str, pb.ReportResultRequest]] = []
         for entry in os.scandir(self.directory):
-            if not _RESULT_NAME.match(entry.name):
+            key = _key_of(entry.name)
+            if key is None:
+                continue
+            kept = self._stored.get(key)
+            if kept is not None:
+                loaded.append((kept[0], entry.name, kept[1]))
                 continue
             try:
                 with open(entry.path, "rb") as fh:
@@ -190,11 +241,18 @@ class Spool:
     # --- file mechanics ----------------------------------------------------------------
 
     def _write_atomic(self, target: Path, data: bytes) -> None:
-        self._write_file(target, data)
+        """Temp file, fsync, rename over ``target``, fsync of the directory."""
+        tmp = self._write_temp(target, data)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
         self._fsync_dir()
 
-    def _write_file(self, target: Path, data: bytes) -> None:
-        """Temp file, fsync, rename over ``target``; the caller fsyncs the directory."""
+    def _write_temp(self, target: Path, data: bytes) -> Path:
+        """``data`` on disk (fsynced) under a temp name next to ``target``, to be renamed."""
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}{_TMP_SUFFIX}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -202,11 +260,11 @@ class Spool:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             raise
+        return tmp
 
     def _fsync_dir(self) -> None:
         """Make the rename/unlink itself durable, not only the file's bytes."""
@@ -226,6 +284,9 @@ class Spool:
     def _quarantine(self, path: Path, exc: BaseException) -> None:
         """Move an unreadable file aside so it cannot block delivery of the others forever."""
         target = path.with_name(path.name + ".corrupt")
+        key = _key_of(path.name)
+        if key is not None:
+            self._stored.pop(key, None)
         log.error(
             "unreadable spool file moved aside: %s (%s)", target, exc, extra=ctx(path=str(path))
         )
@@ -233,10 +294,16 @@ class Spool:
             os.replace(path, target)
 
 
-def _encode(result: pb.ReportResultRequest) -> bytes:
+def _key_of(name: str) -> Key | None:
+    """(run_id, attempt) of a result file's name; None for any other file."""
+    match = _RESULT_NAME.match(name)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _encode(result: pb.ReportResultRequest, spooled_at: float) -> bytes:
     doc = {
         "format": _FORMAT,
-        "spooled_at": time.time(),
+        "spooled_at": spooled_at,
         "result": json_format.MessageToDict(result, preserving_proto_field_name=True),
     }
     return json.dumps(doc, separators=(",", ":")).encode()

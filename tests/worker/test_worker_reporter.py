@@ -66,7 +66,9 @@ async def test_results_go_out_oldest_first_in_batches_of_at_most_256(tmp_path, c
     spool = Spool(tmp_path, "w-test")
     spool.put_many([result(run_id) for run_id in range(600, 0, -1)])  # oldest is run 600
     async with reporting(spool, controller.address) as reporter:
-        await eventually(lambda: spool.count() == 0, 10.0, "spool emptied")
+        # The files go before the reporter counts them (it counts after the directory fsync).
+        await eventually(lambda: reporter.delivered == 600, 10.0, "all delivered")
+    assert spool.count() == 0
     assert controller.batches == [BATCH_MAX_RESULTS, BATCH_MAX_RESULTS, 88]
     assert [r.run_id for r in controller.reports] == list(range(600, 0, -1))
     assert (reporter.delivered, reporter.batches) == (600, 3)

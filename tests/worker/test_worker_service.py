@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
-from worker_testkit import Harness, run_request
+from worker_testkit import Harness, eventually, run_request
 
 from proto import chronoraft_pb2 as pb
+from worker.orphans import RunningMarks, process_start_ticks
+from worker.spool import Spool
 
 
 async def test_an_accepted_attempt_runs_and_its_result_is_spooled(worker):
@@ -184,3 +186,69 @@ def test_the_worker_process_waits_for_children_on_pidfds_where_it_can() -> None:
     finally:
         if chosen:
             asyncio.set_child_watcher(None)
+
+
+async def test_an_attempt_is_marked_before_runtask_answers_and_unmarked_once_spooled(tmp_path):
+    worker = await Harness(tmp_path, marks=True).start()
+    try:
+        reply = await worker.stub.RunTask(run_request(1, "sleep 30"), timeout=5)
+        assert reply.accepted
+        [mark] = RunningMarks(worker.spool).all()  # what a restart would find right now
+        assert (mark.run_id, mark.attempt, mark.started_at) == (1, 1, reply.started_at)
+        assert mark.start_ticks is not None and mark.start_ticks == process_start_ticks(mark.pgid)
+        await worker.stub.CancelTask(pb.CancelTaskRequest(run_id=1, attempt=1, epoch=1), timeout=5)
+        assert (await worker.result(1)).state == "cancelled"
+        assert await worker.service.wait_idle(5.0)
+        assert RunningMarks(worker.spool).all() == []
+    finally:
+        await worker.stop()
+
+
+async def test_results_of_attempts_ending_together_are_all_on_disk_when_they_count_as_done(
+    tmp_path, monkeypatch
+):
+    writes: list[int] = []
+    store = Spool.put_many
+
+    def counted(spool: Spool, results) -> None:
+        writes.append(len(results))
+        store(spool, results)
+
+    monkeypatch.setattr(Spool, "put_many", counted)
+    worker = await Harness(tmp_path, marks=True, worker_concurrency=40).start()
+    try:
+        batch = pb.RunTasksRequest(tasks=[run_request(i, f"echo {i}") for i in range(1, 41)])
+        reply = await worker.stub.RunTasks(batch, timeout=10)
+        assert all(r.accepted for r in reply.replies)
+        await eventually(lambda: worker.results_ready == 40, 10.0, "every attempt finished")
+        # The worker dies here: no drain, no close; only what is on disk counts.
+        worker.spool.close()
+        restarted = Spool(worker.settings.data_dir, worker.settings.effective_worker_id)
+        found = {r.run_id: r.output for r in restarted.pending()}
+        assert found == {i: f"{i}\n" for i in range(1, 41)}
+        assert RunningMarks(restarted).all() == []
+        assert sum(writes) == 40
+        restarted.close()
+    finally:
+        await worker.stop()
+
+
+async def test_a_spool_write_that_fails_is_retried_and_no_result_is_lost(tmp_path, monkeypatch):
+    failures = [OSError("No space left on device")]
+    store = Spool.put_many
+
+    def failing_once(spool: Spool, results) -> None:
+        if failures:
+            raise failures.pop()
+        store(spool, results)
+
+    monkeypatch.setattr(Spool, "put_many", failing_once)
+    worker = await Harness(tmp_path, worker_concurrency=5).start()
+    try:
+        batch = pb.RunTasksRequest(tasks=[run_request(i, "true") for i in range(1, 6)])
+        assert all(r.accepted for r in (await worker.stub.RunTasks(batch, timeout=5)).replies)
+        for run_id in range(1, 6):
+            assert (await worker.result(run_id)).state == "succeeded"
+        assert not failures
+    finally:
+        await worker.stop()

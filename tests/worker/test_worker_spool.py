@@ -52,6 +52,11 @@ def test_a_result_round_trips_exactly(tmp_path):
     assert spool.pending() == [original]
     assert spool.get(2**40, 3) == original
     assert spool.get(2**40, 4) is None
+    spool.close()
+    # The copies above may come from memory; a new instance can only read the file.
+    reopened = Spool(tmp_path, "w1")
+    assert reopened.pending() == [original]
+    assert reopened.get(2**40, 3) == original
 
 
 def test_results_survive_a_new_spool_instance(tmp_path):
@@ -138,6 +143,26 @@ def test_a_batch_write_failing_midway_leaves_whole_files_only(tmp_path, monkeypa
     assert not [n for n in os.listdir(spool.directory) if n.endswith(".tmp")]
     spool.put_many([result(run_id) for run_id in (1, 2, 3, 4)])
     assert sorted(r.run_id for r in spool.pending()) == [1, 2, 3, 4]
+
+
+def test_a_batch_is_visible_only_once_every_file_of_it_is_on_disk(tmp_path, monkeypatch):
+    spool = Spool(tmp_path, "w1")
+    real_fsync = os.fsync
+    synced: list[int] = []
+
+    def fail_on_third(fd):
+        synced.append(fd)
+        if len(synced) == 3:
+            raise OSError("I/O error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fail_on_third)
+    with pytest.raises(OSError):
+        spool.put_many([result(run_id) for run_id in (1, 2, 3, 4)])
+    monkeypatch.undo()
+    # Results 1 and 2 were on disk, but under temp names: the reporter never saw them.
+    assert spool.pending() == [] and not spool.contains(1, 1)
+    assert sorted(os.listdir(spool.directory)) == ["lock"]
 
 
 def test_epoch_is_persisted_and_never_lowered(tmp_path):

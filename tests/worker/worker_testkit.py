@@ -22,6 +22,7 @@ from proto import chronoraft_pb2 as pb
 from proto import chronoraft_pb2_grpc as pb_grpc
 from worker.main import run_worker
 from worker.metrics import WorkerMetrics
+from worker.orphans import RunningMarks
 from worker.service import WorkerService
 from worker.spool import Spool
 
@@ -162,17 +163,25 @@ def http_request(
 
 
 class Harness:
-    """A WorkerService behind a real grpc.aio server, and a client stub for it."""
+    """A WorkerService behind a real grpc.aio server, and a client stub for it; with
+    ``marks``, it keeps running marks as run_worker does."""
 
-    def __init__(self, tmp_path, **overrides) -> None:
+    def __init__(self, tmp_path, *, marks: bool = False, **overrides) -> None:
         self.settings = worker_settings(tmp_path, ("127.0.0.1:1",), **overrides)
+        self.keep_marks = marks
         self.results_ready = 0
 
     async def start(self) -> Harness:
         self.spool = Spool(self.settings.data_dir, self.settings.effective_worker_id)
+        self.marks = RunningMarks(self.spool) if self.keep_marks else None
         self.metrics = WorkerMetrics()
         self.service = WorkerService(
-            self.settings, self.spool, self.metrics, on_result=self._woken, kill_grace=0.5
+            self.settings,
+            self.spool,
+            self.metrics,
+            on_result=self._woken,
+            marks=self.marks,
+            kill_grace=0.5,
         )
         self.server = grpc.aio.server()
         pb_grpc.add_WorkerServiceServicer_to_server(self.service, self.server)
@@ -190,6 +199,8 @@ class Harness:
         await self.service.wait_idle(5.0)
         await self.channel.close()
         await self.server.stop(None)
+        if self.marks is not None:
+            self.marks.close()
         self.spool.close()
 
     async def result(self, run_id: int, attempt: int = 1) -> pb.ReportResultRequest:
