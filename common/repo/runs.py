@@ -129,6 +129,14 @@ async def claim_pending(conn: AsyncConnection[Any], limit: int) -> list[dict[str
     return await cur.fetchall()
 
 
+async def overdue_slots(
+    conn: AsyncConnection[Any], grace: float, limit: int
+) -> list[dict[str, Any]]:
+    """Inside the leader's transaction: pending slot runs past their starting deadline, locked."""
+    cur = await conn.execute(q("runs_overdue_slots"), {"grace": grace, "limit": limit})
+    return await cur.fetchall()
+
+
 async def active_of_jobs(
     conn: AsyncConnection[Any], job_ids: list[int]
 ) -> dict[int, list[dict[str, Any]]]:

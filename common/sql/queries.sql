@@ -168,6 +168,18 @@ ORDER BY r.priority DESC, r.not_before, r.id
 LIMIT %(limit)s
 FOR UPDATE OF r SKIP LOCKED;
 
+-- name: runs_overdue_slots
+-- Slot runs that can no longer start by the starting deadline, found in bulk: under overload
+-- they are the oldest of the queue, and skipping them 256 at a time in dispatch batches was
+-- slower than new slots arrived (5,000 per-second jobs: every claimed run was already too
+-- old, so nothing ever started). The caller checks each with catchup.start_deadline_missed.
+SELECT r.id, r.job_id, r.attempt, r.scheduled_for, r.trigger, j.catchup_window_seconds
+FROM runs r JOIN jobs j ON j.id = r.job_id
+WHERE r.state = 'pending' AND r.attempt = 1 AND r.trigger IN ('schedule', 'catchup')
+  AND r.scheduled_for < now() - make_interval(secs => GREATEST(j.catchup_window_seconds, %(grace)s))
+LIMIT %(limit)s
+FOR UPDATE OF r SKIP LOCKED;
+
 -- name: runs_pending_of_jobs
 -- Every waiting run of the given jobs, including those deferred by the dispatcher, so a
 -- buffer starts its oldest slot first (retries still in backoff are not included).

@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from common import overlap, placement
 from common.aio import cancel_and_wait, wait_event
-from common.catchup import CatchupMode, plan_due, start_deadline_missed
+from common.catchup import ON_TIME_GRACE, CatchupMode, plan_due, start_deadline_missed
 from common.errors import Fenced
 from common.logging import ctx
 from common.repo import dag_runs as dag_runs_repo
@@ -64,6 +64,10 @@ WARNED_RUNS_KEPT = 10_000
 """How many run ids the "no live worker allows command" warning remembers (once per run)."""
 DAG_SWEEP_SECONDS = 5.0
 CHANNELS = ("chronoraft_jobs", "chronoraft_runs", "chronoraft_dags", "chronoraft_dag_defs")
+OVERDUE_SWEEP_SECONDS = 1.0
+OVERDUE_SWEEP_LIMIT = 10_000
+"""How often, and how many at a time, slot runs past their starting deadline are skipped
+in bulk ahead of the dispatch batches (which also skip any they claim)."""
 
 
 @dataclass
@@ -568,9 +572,14 @@ class LeaderLoop:
 
     async def _dispatcher(self) -> None:
         delay = 0.1
+        swept_at = 0.0
         while True:
             try:
                 self._raise_delivery_error()
+                if time.monotonic() - swept_at >= OVERDUE_SWEEP_SECONDS:
+                    swept_at = time.monotonic()
+                    while await self._skip_overdue() >= OVERDUE_SWEEP_LIMIT:
+                        pass
                 while await self._dispatch_batch() >= DISPATCH_BATCH:
                     self._raise_delivery_error()
                 delay = 0.1
@@ -581,6 +590,40 @@ class LeaderLoop:
                 continue
             self._wake_dispatcher.clear()
             await wait_event(self._wake_dispatcher, 0.5)
+
+    async def _skip_overdue(self) -> int:
+        """Skip, in bulk, the slot runs past their starting deadline; returns how many."""
+        async with fenced(self.pool, self.epoch) as conn:
+            rows = await runs_repo.overdue_slots(conn, ON_TIME_GRACE, OVERDUE_SWEEP_LIMIT)
+            by_job: dict[int, list[dict[str, Any]]] = {}
+            for run in rows:
+                by_job.setdefault(int(run["job_id"]), []).append(run)
+            missed = _split_missed(by_job, utcnow())
+            await self._record_missed(conn, missed, {})
+        return len(rows)
+
+    async def _record_missed(
+        self,
+        conn: Any,
+        missed: dict[int, list[tuple[int, str]]],
+        counts: dict[int, jobs_repo.SkipCounts],
+    ) -> int:
+        """Skip the runs past their starting deadline and count them on their jobs (with
+        any other skips of the batch in ``counts``); one log line, not one per run: under
+        overload there can be thousands a second."""
+        for job_id, runs in missed.items():
+            counts[job_id] = counts.get(job_id, jobs_repo.SkipCounts())._replace(missed=len(runs))
+        expired = [skip for runs in missed.values() for skip in runs]
+        await runs_repo.skip_pending(conn, expired)
+        await jobs_repo.count_skips(conn, counts)
+        if expired:
+            self.metrics.slots.labels("deadline_skip").inc(len(expired))
+            log.info(
+                "%d runs skipped: not started within their catch-up window",
+                len(expired),
+                extra=self._log(jobs=len(missed), first_run_id=expired[0][0]),
+            )
+        return len(expired)
 
     async def _dispatch_batch(self) -> int:
         """Dispatch one batch of due pending runs; returns how many were settled.
@@ -705,7 +748,7 @@ class LeaderLoop:
         skips: list[tuple[int, str]] = []
         waits: list[int] = []
         cancels: list[int] = []
-        counts = {job_id: jobs_repo.SkipCounts(missed=len(runs)) for job_id, runs in missed.items()}
+        counts: dict[int, jobs_repo.SkipCounts] = {}
         for job_id, runs in by_job.items():
             if not runs:
                 continue
@@ -721,7 +764,7 @@ class LeaderLoop:
             waits.extend(decision.wait)
             if decision.cancel_active:
                 cancels.extend(int(r["id"]) for r in running)
-            counts[job_id] = counts.get(job_id, jobs_repo.SkipCounts())._replace(
+            counts[job_id] = jobs_repo.SkipCounts(
                 overlap=decision.skipped_by_overlap, buffer_dropped=decision.dropped_by_buffer
             )
         start = [r for r in pending if r["id"] in start_ids]
@@ -732,22 +775,14 @@ class LeaderLoop:
             # again (a paused job's buffered run starved behind an active job's new slots).
             room = max(0, cap - await runs_repo.active_total(conn))
             start = start[:room]
-        expired = [skip for runs in missed.values() for skip in runs]
-        await runs_repo.skip_pending(conn, skips + expired)
+        await runs_repo.skip_pending(conn, skips)
         await runs_repo.defer_pending(conn, waits, WAIT_RECHECK_SECONDS)
         await runs_repo.request_cancel_many(conn, cancels)
-        await jobs_repo.count_skips(conn, counts)
+        expired = await self._record_missed(conn, missed, counts)
         for run_id, reason in skips:
             self.metrics.slots.labels("overlap_skip").inc()
             log.info("run skipped: %s", reason, extra=self._log(run_id=run_id))
-        if expired:  # one line per batch: under overload there can be thousands a second
-            self.metrics.slots.labels("deadline_skip").inc(len(expired))
-            log.info(
-                "%d runs skipped: not started within their catch-up window",
-                len(expired),
-                extra=self._log(jobs=len(missed), first_run_id=expired[0][0]),
-            )
-        return _BatchPlan(start=start, settled=len(skips) + len(expired), cancel=bool(cancels))
+        return _BatchPlan(start=start, settled=len(skips) + expired, cancel=bool(cancels))
 
     def _task_request(self, run: dict[str, Any]) -> pb.RunTaskRequest:
         args = run["args"]

@@ -88,6 +88,13 @@ def test_slots_past_their_window_are_skipped_not_started(shared_cluster: LocalCl
         too_late = old_run(short["id"], "schedule")
         asked_for = old_run(short["id"], "manual")
         in_window = old_run(long["id"], "schedule")
+        backlog = 2_000  # more than a dispatch batch: skipped in bulk by the overdue sweep
+        conn.execute(
+            "INSERT INTO runs (job_id, scheduled_for, trigger, state, max_retries) "
+            "SELECT %s, now() - make_interval(mins => 3, secs => g), 'schedule', 'pending', 0 "
+            "FROM generate_series(1, %s) g",
+            (short["id"], backlog),
+        )
         conn.execute("NOTIFY chronoraft_runs, 'test'")
 
     def state(run_id: int) -> dict[str, Any] | None:
@@ -103,8 +110,22 @@ def test_slots_past_their_window_are_skipped_not_started(shared_cluster: LocalCl
         assert wait_until("the 5m-window run", lambda: state(in_window), 30)["state"] == (
             "succeeded"
         )
+        wait_until(
+            "the backlog skipped",
+            lambda: (
+                api("GET", base, f"/api/v1/runs?job_id={short['id']}&status=pending", token=token)[
+                    1
+                ]["total"]
+                == 0
+            ),
+            30,
+        )
         counters = api("GET", base, f"/api/v1/jobs/{short['id']}", token=token)[1]["counters"]
-        assert counters["missed"] == 1
+        assert counters["missed"] == backlog + 1
+        _, skipped_runs = api(
+            "GET", base, f"/api/v1/runs?job_id={short['id']}&status=skipped", token=token
+        )
+        assert skipped_runs["total"] == backlog + 1
     finally:
         for job in (short, long):
             api("DELETE", base, f"/api/v1/jobs/{job['id']}", token=token)
