@@ -88,15 +88,25 @@ def pause_jobs(url: str, name_prefix: str) -> int:
 
 def skip_backlog(url: str, name_prefix: str) -> int:
     """End a saturation phase: runs still pending for these jobs are marked skipped, so
-    the next phase does not start behind a backlog it did not create."""
+    the next phase does not start behind a backlog it did not create.
+
+    The live leader locks the same rows meanwhile, so PostgreSQL may pick this statement
+    as a deadlock's victim: it is simply run again.
+    """
     with psycopg.connect(url, autocommit=True) as conn:
-        cur = conn.execute(
-            "UPDATE runs r SET state = 'skipped', error = 'bench: phase over', "
-            "finished_at = now() FROM jobs j "
-            "WHERE j.id = r.job_id AND j.name LIKE %s AND r.state = 'pending'",
-            (name_prefix + "%",),
-        )
-        return cur.rowcount
+        for tries_left in range(4, -1, -1):
+            try:
+                cur = conn.execute(
+                    "UPDATE runs r SET state = 'skipped', error = 'bench: phase over', "
+                    "finished_at = now() FROM jobs j "
+                    "WHERE j.id = r.job_id AND j.name LIKE %s AND r.state = 'pending'",
+                    (name_prefix + "%",),
+                )
+                return cur.rowcount
+            except psycopg.errors.DeadlockDetected:
+                if not tries_left:
+                    raise
+        raise AssertionError("unreachable")
 
 
 UNSTARTED = ("pending", "dispatched")
