@@ -88,6 +88,12 @@ def parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--no-apscheduler", action="store_true", help="skip the APScheduler side")
     g.add_argument("--aps-threads", type=int, default=32, help="APScheduler thread pool (32)")
+    g.add_argument(
+        "--fire-catchup",
+        type=float,
+        default=1.0,
+        help="catchup_window of the chronoraft jobs, s (1: like APScheduler's misfire_grace_time)",
+    )
 
     g = p.add_argument_group("scale")
     g.add_argument("--scale-jobs", type=_ints, help="loaded job counts (10000,100000)")

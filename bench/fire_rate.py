@@ -75,7 +75,7 @@ def measure_chronoraft(
     leader = cluster.wait_for("a leader", cluster.leader, 30)
     epoch_before = (cluster.cluster_info(leader) or {}).get("epoch")
     started = time.perf_counter()
-    pgsql.copy_jobs(url, pgsql.every_second(prefix, n))
+    pgsql.copy_jobs(url, pgsql.every_second(prefix, n), catchup_window=opts.fire_catchup)
     api(cluster, leader, "POST", "/api/v1/scheduler/reload")
     progress(f"fire_rate: {n} jobs loaded in {time.perf_counter() - started:.2f}s")
     t0 = float(math.ceil(time.time() + opts.warmup))
@@ -173,7 +173,9 @@ def run(env: BenchEnv, opts: Namespace) -> list[Table]:
     )
     table.note(
         f"chronoraft: 3 controllers, {opts.fire_workers} workers x {opts.worker_concurrency} "
-        f"slots, log level {env.log_level}; APScheduler {_aps_version()}: BackgroundScheduler, "
+        f"slots, catchup_window {opts.fire_catchup:g} s (a slot not started within "
+        f"max(catchup_window, 2 s) is skipped), log level {env.log_level}; "
+        f"APScheduler {_aps_version()}: BackgroundScheduler, "
         f"SQLAlchemyJobStore, ThreadPoolExecutor({opts.aps_threads}), defaults otherwise "
         "(misfire_grace_time 1 s, max_instances 1); each measured alone, the other idle"
     )
