@@ -577,9 +577,10 @@ class LeaderLoop:
             try:
                 self._raise_delivery_error()
                 if time.monotonic() - swept_at >= OVERDUE_SWEEP_SECONDS:
+                    # One sweep per pass, not until none is left: when slots expire faster
+                    # than a sweep takes, that loop would never reach the dispatch below.
                     swept_at = time.monotonic()
-                    while await self._skip_overdue() >= OVERDUE_SWEEP_LIMIT:
-                        pass
+                    await self._skip_overdue()
                 while await self._dispatch_batch() >= DISPATCH_BATCH:
                     self._raise_delivery_error()
                 delay = 0.1
@@ -591,8 +592,8 @@ class LeaderLoop:
             self._wake_dispatcher.clear()
             await wait_event(self._wake_dispatcher, 0.5)
 
-    async def _skip_overdue(self) -> int:
-        """Skip, in bulk, the slot runs past their starting deadline; returns how many."""
+    async def _skip_overdue(self) -> None:
+        """Skip, in bulk, the slot runs past their starting deadline (up to a limit)."""
         async with fenced(self.pool, self.epoch) as conn:
             rows = await runs_repo.overdue_slots(conn, ON_TIME_GRACE, OVERDUE_SWEEP_LIMIT)
             by_job: dict[int, list[dict[str, Any]]] = {}
@@ -600,7 +601,6 @@ class LeaderLoop:
                 by_job.setdefault(int(run["job_id"]), []).append(run)
             missed = _split_missed(by_job, utcnow())
             await self._record_missed(conn, missed, {})
-        return len(rows)
 
     async def _record_missed(
         self,
