@@ -741,8 +741,11 @@ class LeaderLoop:
                 by_job[job_id] = []
             for run in await runs_repo.pending_of_jobs(conn, ordered, 2 * WAIT_RECHECK_SECONDS):
                 by_job[int(run["job_id"])].append(run)
+            pending = [r for runs in by_job.values() for r in runs]
         missed = _split_missed(by_job, utcnow())
-        pending = [r for runs in by_job.values() for r in runs]
+        if missed:  # the rest keep the claim's (priority) order, which the cap below cuts
+            gone = {run_id for runs in missed.values() for run_id, _ in runs}
+            pending = [r for r in pending if r["id"] not in gone]
         active = await runs_repo.active_of_jobs(conn, [j for j, runs in by_job.items() if runs])
         start_ids: set[int] = set()
         skips: list[tuple[int, str]] = []
