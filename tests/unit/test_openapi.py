@@ -63,6 +63,9 @@ class FakeConnection:
     async def execute(self, *args: Any, **kwargs: Any) -> None:
         return None
 
+    async def set_autocommit(self, value: bool) -> None:  # common.db.reading
+        return None
+
 
 class FakePool:
     """Hands out a connection that does nothing; the repository functions are patched."""
