@@ -35,7 +35,8 @@ def test_a_connection_the_server_ended_is_never_handed_out(database_url: str) ->
             killed = await _backend_pids(pool)
             with psycopg.connect(database_url, autocommit=True) as admin:
                 for pid in killed:
-                    admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                    # waits until the backend is gone, so its socket is closed
+                    admin.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))
             for _ in range(4):
                 async with pool.connection() as conn:
                     row = await (await conn.execute("SELECT pg_backend_pid() AS pid")).fetchone()
