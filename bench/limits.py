@@ -13,11 +13,10 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from argparse import Namespace
-from pathlib import Path
 
+from bench import spawn_probe
 from bench.harness import BenchEnv, progress
 from bench.procstat import Sampler
 from bench.table import Table
@@ -99,21 +98,11 @@ def pgbench(env: BenchEnv, opts: Namespace) -> Table:
 
 def spawn_rate(procs: int, inflight: int, seconds: float) -> float:
     """``true`` processes per second started by ``procs`` probes side by side."""
-    start_at = time.time() + 0.5
-    argv = [
-        sys.executable,
-        "-m",
-        "bench.spawn_probe",
-        "--seconds",
-        str(seconds),
-        "--inflight",
-        str(inflight),
-        "--start-at",
-        str(start_at),
-    ]
-    root = str(Path(__file__).resolve().parent.parent)
+    argv = spawn_probe.command(seconds, inflight, start_at=time.time() + 0.5)
     children = [
-        subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=root, start_new_session=True)
+        subprocess.Popen(
+            argv, stdout=subprocess.PIPE, text=True, cwd=spawn_probe.ROOT, start_new_session=True
+        )
         for _ in range(procs)
     ]
     try:

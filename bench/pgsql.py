@@ -94,7 +94,7 @@ def skip_backlog(url: str, name_prefix: str) -> int:
     as a deadlock's victim: it is simply run again.
     """
     with psycopg.connect(url, autocommit=True) as conn:
-        for tries_left in range(4, -1, -1):
+        for attempt in range(1, 6):
             try:
                 cur = conn.execute(
                     "UPDATE runs r SET state = 'skipped', error = 'bench: phase over', "
@@ -102,11 +102,11 @@ def skip_backlog(url: str, name_prefix: str) -> int:
                     "WHERE j.id = r.job_id AND j.name LIKE %s AND r.state = 'pending'",
                     (name_prefix + "%",),
                 )
-                return cur.rowcount
+                break
             except psycopg.errors.DeadlockDetected:
-                if not tries_left:
+                if attempt == 5:
                     raise
-        raise AssertionError("unreachable")
+        return cur.rowcount
 
 
 UNSTARTED = ("pending", "dispatched")

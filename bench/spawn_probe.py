@@ -13,6 +13,7 @@ import asyncio
 import json
 import sys
 import time
+from pathlib import Path
 
 
 async def spawn_for(seconds: float, inflight: int) -> tuple[int, float]:
@@ -35,6 +36,25 @@ async def spawn_for(seconds: float, inflight: int) -> tuple[int, float]:
     started = time.monotonic()
     await asyncio.gather(*(loop() for _ in range(max(1, inflight))))
     return count, time.monotonic() - started
+
+
+ROOT = Path(__file__).resolve().parent.parent
+"""Where ``python -m bench.spawn_probe`` runs from (the project root)."""
+
+
+def command(seconds: float, inflight: int, start_at: float = 0.0) -> list[str]:
+    """The argv of one probe, to run with ``cwd=ROOT``."""
+    return [
+        sys.executable,
+        "-m",
+        "bench.spawn_probe",
+        "--seconds",
+        str(seconds),
+        "--inflight",
+        str(inflight),
+        "--start-at",
+        str(start_at),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,12 +39,13 @@ from pathlib import Path
 
 import grpc
 
+from bench import spawn_probe
 from bench.procstat import CLK_TCK, read_stat
 from bench.stats import percentile
 from proto import chronoraft_pb2 as pb
 from proto import chronoraft_pb2_grpc as pb_grpc
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = spawn_probe.ROOT
 WORKER_ID = "bench-spawn"
 
 
@@ -274,16 +275,8 @@ def measure_bare(seconds: float, inflight: int) -> tuple[float, float]:
     """(spawns/s, CPU ms per spawn) of :mod:`bench.spawn_probe`, counted like the worker's:
     the spawner's own CPU, read from its zombie so the whole run is in it."""
     probe = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench.spawn_probe",
-            "--seconds",
-            str(seconds),
-            "--inflight",
-            str(inflight),
-        ],
-        cwd=ROOT,
+        spawn_probe.command(seconds, inflight),
+        cwd=spawn_probe.ROOT,
         stdout=subprocess.PIPE,
         text=True,
     )
