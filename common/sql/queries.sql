@@ -87,10 +87,17 @@ SELECT id, schedule, timezone, next_fire_at, catchup_window_seconds, catchup, ve
 FROM jobs WHERE id = %(id)s;
 
 -- name: jobs_advance
+-- Rows are locked in id order first (the `locked` CTE), as in jobs_count_skips: the tick and
+-- the dispatcher update many job rows at once in separate transactions, and an UPDATE ... FROM
+-- takes its row locks in whatever order its join produces them (deadlocks at 5,000 due jobs).
+WITH v AS (
+  SELECT * FROM unnest(%(ids)s::bigint[], %(olds)s::timestamptz[], %(news)s::timestamptz[],
+                       %(missed)s::bigint[]) AS v(id, old_fire_at, next_fire_at, missed)
+), locked AS MATERIALIZED (
+  SELECT id FROM jobs WHERE id IN (SELECT id FROM v) ORDER BY id FOR NO KEY UPDATE
+)
 UPDATE jobs j SET next_fire_at = v.next_fire_at, missed_count = j.missed_count + v.missed
-FROM unnest(%(ids)s::bigint[], %(olds)s::timestamptz[], %(news)s::timestamptz[],
-            %(missed)s::bigint[])
-     AS v(id, old_fire_at, next_fire_at, missed)
+FROM v JOIN locked USING (id)
 -- A NULL next_fire_at (a row written without one, e.g. loaded by SQL) is the leader's to set:
 -- the leader computed the slot it fired from the schedule.
 WHERE j.id = v.id
@@ -98,12 +105,17 @@ WHERE j.id = v.id
 RETURNING j.id;
 
 -- name: jobs_count_skips
+-- Locks in id order first, like jobs_advance (which runs concurrently in the tick).
+WITH v AS (
+  SELECT * FROM unnest(%(ids)s::bigint[], %(skipped)s::bigint[], %(dropped)s::bigint[],
+                       %(missed)s::bigint[]) AS v(id, skipped, dropped, missed)
+), locked AS MATERIALIZED (
+  SELECT id FROM jobs WHERE id IN (SELECT id FROM v) ORDER BY id FOR NO KEY UPDATE
+)
 UPDATE jobs j SET skipped_overlap_count = j.skipped_overlap_count + v.skipped,
                   buffer_dropped_count = j.buffer_dropped_count + v.dropped,
                   missed_count = j.missed_count + v.missed
-FROM unnest(%(ids)s::bigint[], %(skipped)s::bigint[], %(dropped)s::bigint[],
-            %(missed)s::bigint[])
-     AS v(id, skipped, dropped, missed)
+FROM v JOIN locked USING (id)
 WHERE j.id = v.id;
 
 -- ===== runs =====

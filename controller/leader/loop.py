@@ -15,7 +15,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 import psycopg
@@ -53,6 +53,22 @@ try:  # PoolTimeout is what an outage looks like through the pool
     DB_ERRORS = (*DB_ERRORS, PoolTimeout)  # type: ignore[assignment]
 except ImportError:  # pragma: no cover
     pass
+
+
+def db_fault(exc: BaseException) -> Literal["conflict", "outage"] | None:
+    """What a leader task's database error means for it.
+
+    "conflict": a deadlock or serialization failure rolled one transaction back; PostgreSQL
+    is up and nothing was written, so the task retries at once. "outage": PostgreSQL is
+    unreachable or failing, so the leader backs off, reloads its heap and holds the reaper
+    back. Told by SQLSTATE class 40 (psycopg's DeadlockDetected and SerializationFailure
+    derive from OperationalError, not from its TransactionRollback class), checked first.
+    """
+    if isinstance(exc, psycopg.Error) and (exc.sqlstate or "").startswith("40"):
+        return "conflict"
+    if isinstance(exc, DB_ERRORS):
+        return "outage"
+    return None
 
 
 WAIT_RECHECK_SECONDS = 0.5
@@ -275,7 +291,12 @@ class LeaderLoop:
 
     async def _guard(self, part: str, exc: BaseException, delay: float) -> float:
         """Back off after a database error; other errors are logged and retried too."""
-        if isinstance(exc, DB_ERRORS):
+        fault = db_fault(exc)
+        if fault == "conflict":
+            self.metrics.db_errors.inc()
+            log.warning("%s retried: transaction rolled back: %s", part, exc, extra=self._log())
+            return delay
+        if fault == "outage":
             self.metrics.db_errors.inc()
             # Heartbeats could not be written while PostgreSQL was away: do not reap
             # workers until they have had a full lease to heartbeat again.
@@ -575,14 +596,17 @@ class LeaderLoop:
         swept_at = 0.0
         while True:
             try:
-                self._raise_delivery_error()
-                if time.monotonic() - swept_at >= OVERDUE_SWEEP_SECONDS:
-                    # One sweep per pass, not until none is left: when slots expire faster
-                    # than a sweep takes, that loop would never reach the dispatch below.
-                    swept_at = time.monotonic()
-                    await self._skip_overdue()
-                while await self._dispatch_batch() >= DISPATCH_BATCH:
+                while True:
                     self._raise_delivery_error()
+                    if time.monotonic() - swept_at >= OVERDUE_SWEEP_SECONDS:
+                        # One sweep a second, between batches: sweeping until none is left
+                        # never reached the dispatch when slots expired faster than a sweep
+                        # took, and sweeping only between passes never swept while a
+                        # backlog kept every batch full.
+                        swept_at = time.monotonic()
+                        await self._skip_overdue()
+                    if await self._dispatch_batch() < DISPATCH_BATCH:
+                        break
                 delay = 0.1
             except Fenced:
                 raise
