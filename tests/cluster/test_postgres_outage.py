@@ -15,6 +15,7 @@ from controller.local_cluster import http_json
 from tests.cluster.ledger import assert_every_slot_once, create_ledger_job, settle
 from tests.conftest import build_cluster
 from tests.helpers import all_runs, api, wait_until
+from worker.spool import spooled_keys
 
 pytestmark = pytest.mark.cluster
 
@@ -102,7 +103,7 @@ def test_result_finished_during_an_outage_survives_a_worker_crash(tmp_path: Path
         spool = cluster.base_dir / "data" / "spool" / "w1"
         wait_until(
             "the finished result in the worker's spool",
-            lambda: list(spool.glob(f"{run['id']}-1.json")),
+            lambda: (run["id"], 1) in spooled_keys(spool),
             timeout=30,
         )
         cluster.kill("w1")

@@ -27,7 +27,7 @@ from worker_testkit import (
 from proto import chronoraft_pb2 as pb
 from proto import chronoraft_pb2_grpc as pb_grpc
 from worker.main import WorkerStartupError, run_worker
-from worker.spool import Spool
+from worker.spool import Spool, spooled_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,7 +67,7 @@ async def test_worker_registers_by_heartbeat_and_delivers_results(tmp_path, cont
         report = controller.report_for(7)
         assert (report.state, report.output, report.worker_id) == ("succeeded", "done\n", "w-test")
         spool_dir = Path(settings.data_dir) / "spool" / "w-test"
-        await eventually(lambda: not list(spool_dir.glob("*.json")), 5.0, "spool emptied")
+        await eventually(lambda: not spooled_keys(spool_dir), 5.0, "spool emptied")
 
         # While it runs, the attempt shows up in heartbeats.
         await worker.stub.RunTask(run_request(8, "sleep 30", epoch=3), timeout=5)
@@ -92,8 +92,8 @@ async def test_a_result_made_while_controllers_are_down_is_delivered_when_one_re
         await controller.stop()
 
         await worker.stub.RunTask(run_request(1, "echo while down"), timeout=5)
-        spool_file = Path(settings.data_dir) / "spool" / "w-test" / "1-1.json"
-        await eventually(spool_file.exists, 5.0, "result spooled")
+        spool_dir = Path(settings.data_dir) / "spool" / "w-test"
+        await eventually(lambda: (1, 1) in spooled_keys(spool_dir), 5.0, "result spooled")
         assert controller.report_for(1) is None
 
         returned = FakeController()
@@ -101,7 +101,7 @@ async def test_a_result_made_while_controllers_are_down_is_delivered_when_one_re
         try:
             await eventually(lambda: returned.report_for(1), 8.0, "delivery after return")
             assert returned.report_for(1).output == "while down\n"
-            await eventually(lambda: not spool_file.exists(), 5.0, "spool emptied")
+            await eventually(lambda: not spooled_keys(spool_dir), 5.0, "spool emptied")
         finally:
             await worker.shutdown()
             await returned.stop()
@@ -114,10 +114,10 @@ async def test_an_unacknowledged_result_stays_spooled_and_is_retried(tmp_path, c
         await registered(worker, controller)
         await worker.stub.RunTask(run_request(1, "true"), timeout=5)
         await eventually(lambda: len(controller.reports) >= 2, 5.0, "a retry")
-        spool_file = Path(settings.data_dir) / "spool" / "w-test" / "1-1.json"
-        assert spool_file.exists()
+        spool_dir = Path(settings.data_dir) / "spool" / "w-test"
+        assert (1, 1) in spooled_keys(spool_dir)
         controller.acknowledge = True
-        await eventually(lambda: not spool_file.exists(), 5.0, "spool emptied after ack")
+        await eventually(lambda: not spooled_keys(spool_dir), 5.0, "spool emptied after ack")
 
 
 async def test_results_spooled_before_a_crash_are_delivered_after_restart(tmp_path, controller):

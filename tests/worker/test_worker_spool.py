@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
+from google.protobuf import json_format
 
 from proto import chronoraft_pb2 as pb
-from worker.spool import Spool, SpoolLockedError
+from worker.spool import Spool, SpoolLockedError, spooled_keys
+
+
+def result_files(spool: Spool) -> list[str]:
+    return sorted(n for n in os.listdir(spool.directory) if n.endswith(".json"))
 
 
 def result(run_id: int, attempt: int = 1, **fields) -> pb.ReportResultRequest:
@@ -81,7 +87,8 @@ def test_results_are_written_atomically_with_no_temp_files_left(tmp_path, monkey
         spool.put(result(1, output="new"))
     monkeypatch.undo()
     assert [r.output for r in spool.pending()] == ["old"]
-    assert sorted(os.listdir(spool.directory)) == ["1-1.json", "lock"]
+    assert not [n for n in os.listdir(spool.directory) if n.endswith(".tmp")]
+    assert len(result_files(spool)) == 1 and spooled_keys(spool.directory) == {(1, 1)}
 
 
 def test_temp_files_of_a_crashed_write_are_ignored_and_cleaned(tmp_path):
@@ -97,9 +104,62 @@ def test_temp_files_of_a_crashed_write_are_ignored_and_cleaned(tmp_path):
 def test_an_unreadable_file_is_set_aside_without_blocking_the_rest(tmp_path):
     spool = Spool(tmp_path, "w1")
     spool.put(result(1))
+    spool.close()
     (spool.directory / "2-1.json").write_text("not json")
-    assert [r.run_id for r in spool.pending()] == [1]
+    (spool.directory / "seg-00000000000000000001-0123abcd.json").write_text('{"results": [')
+    reopened = Spool(tmp_path, "w1")
+    assert [r.run_id for r in reopened.pending()] == [1]
     assert (spool.directory / "2-1.json.corrupt").exists()
+    assert (spool.directory / "seg-00000000000000000001-0123abcd.json.corrupt").exists()
+
+
+def test_results_of_the_one_file_per_result_format_are_still_delivered(tmp_path):
+    directory = tmp_path / "spool" / "w1"
+    directory.mkdir(parents=True)
+    old = result(7, output="from an older worker")
+    doc = {"format": 1, "spooled_at": 5.0, "result": json_format.MessageToDict(old)}
+    (directory / "7-1.json").write_text(json.dumps(doc))
+    spool = Spool(tmp_path, "w1")
+    spool.put(result(8))
+    assert spool.pending() == [old, result(8)]
+    assert spool.get(7, 1) == old and spool.contains(7, 1)
+    spool.remove(7, 1)
+    assert "7-1.json" not in result_files(spool)
+
+
+def test_a_segment_is_deleted_once_every_result_in_it_is_acknowledged(tmp_path):
+    spool = Spool(tmp_path, "w1")
+    spool.put_many([result(run_id) for run_id in (1, 2, 3)])
+    spool.put(result(4))
+    assert len(result_files(spool)) == 2
+    spool.remove_many([(1, 1), (4, 1)])
+    assert len(result_files(spool)) == 1  # 2 and 3 still need it
+    assert [r.run_id for r in spool.pending()] == [2, 3]
+    spool.close()
+    # A crash now re-sends the acknowledged 1 (a duplicate the controller recognises),
+    # and loses nothing.
+    reopened = Spool(tmp_path, "w1")
+    assert {2, 3} <= {r.run_id for r in reopened.pending()}
+    reopened.remove_many([(1, 1), (2, 1), (3, 1)])
+    assert result_files(reopened) == [] and reopened.count() == 0
+
+
+def test_a_result_stored_again_replaces_its_older_copy(tmp_path):
+    spool = Spool(tmp_path, "w1")
+    spool.put(result(1, output="first"))
+    spool.put_many([result(1, output="second"), result(2)])
+    assert [r.output for r in spool.pending() if r.run_id == 1] == ["second"]
+    assert len(result_files(spool)) == 1  # the first file held nothing else
+    spool.close()
+    assert [r.output for r in Spool(tmp_path, "w1").pending() if r.run_id == 1] == ["second"]
+
+
+def test_large_results_are_read_back_from_disk(tmp_path):
+    spool = Spool(tmp_path, "w1")
+    big = result(1, output="x" * 100_000)  # not kept in memory
+    spool.put_many([big, result(2)])
+    assert spool.pending() == [big, result(2)]
+    assert spool.get(1, 1) == big
 
 
 def count_dir_fsyncs(spool: Spool, monkeypatch) -> list[int]:
@@ -109,58 +169,45 @@ def count_dir_fsyncs(spool: Spool, monkeypatch) -> list[int]:
     return calls
 
 
-def test_a_batch_is_stored_and_forgotten_with_one_directory_fsync_each_way(tmp_path, monkeypatch):
+def test_a_batch_is_one_file_stored_with_one_directory_fsync(tmp_path, monkeypatch):
     spool = Spool(tmp_path, "w1")
     fsyncs = count_dir_fsyncs(spool, monkeypatch)
     spool.put_many([result(run_id) for run_id in (5, 4, 3, 2, 1)])
-    assert len(fsyncs) == 1
+    assert len(fsyncs) == 1 and len(result_files(spool)) == 1
     assert [r.run_id for r in spool.pending()] == [5, 4, 3, 2, 1]
     spool.remove_many([(5, 1), (3, 1), (99, 1)])  # an unknown key is no error
-    assert len(fsyncs) == 2
+    assert len(fsyncs) == 1  # forgetting needs none: a lost unlink only re-sends
     assert [r.run_id for r in spool.pending()] == [4, 2, 1]
     spool.put_many([])
-    spool.remove_many([])
-    assert len(fsyncs) == 2  # nothing to make durable
+    assert len(fsyncs) == 1  # nothing to make durable
 
 
-def test_a_batch_write_failing_midway_leaves_whole_files_only(tmp_path, monkeypatch):
+def test_a_batch_is_all_or_nothing(tmp_path, monkeypatch):
     spool = Spool(tmp_path, "w1")
-    real_replace = os.replace
-    renamed: list[str] = []
 
-    def fail_on_third(src, dst):
-        if len(renamed) == 2:
-            raise OSError("disk full")
-        renamed.append(str(dst))
-        real_replace(src, dst)
+    def fail(*_args):
+        raise OSError("disk full")
 
-    monkeypatch.setattr(os, "replace", fail_on_third)
+    monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError):
         spool.put_many([result(run_id) for run_id in (1, 2, 3, 4)])
     monkeypatch.undo()
-    # The caller retries the whole batch: the two stored are overwritten, none is lost.
-    assert [r.run_id for r in spool.pending()] == [1, 2]
-    assert not [n for n in os.listdir(spool.directory) if n.endswith(".tmp")]
-    spool.put_many([result(run_id) for run_id in (1, 2, 3, 4)])
-    assert sorted(r.run_id for r in spool.pending()) == [1, 2, 3, 4]
+    assert spool.pending() == [] and not spool.contains(1, 1)
+    assert sorted(os.listdir(spool.directory)) == ["lock"]
+    spool.put_many([result(run_id) for run_id in (1, 2, 3, 4)])  # the caller's retry
+    assert [r.run_id for r in spool.pending()] == [1, 2, 3, 4]
 
 
-def test_a_batch_is_visible_only_once_every_file_of_it_is_on_disk(tmp_path, monkeypatch):
+def test_a_batch_is_visible_only_once_it_is_on_disk(tmp_path, monkeypatch):
     spool = Spool(tmp_path, "w1")
-    real_fsync = os.fsync
-    synced: list[int] = []
 
-    def fail_on_third(fd):
-        synced.append(fd)
-        if len(synced) == 3:
-            raise OSError("I/O error")
-        real_fsync(fd)
+    def fail(_fd):
+        raise OSError("I/O error")
 
-    monkeypatch.setattr(os, "fsync", fail_on_third)
+    monkeypatch.setattr(os, "fsync", fail)
     with pytest.raises(OSError):
         spool.put_many([result(run_id) for run_id in (1, 2, 3, 4)])
     monkeypatch.undo()
-    # Results 1 and 2 were on disk, but under temp names: the reporter never saw them.
     assert spool.pending() == [] and not spool.contains(1, 1)
     assert sorted(os.listdir(spool.directory)) == ["lock"]
 
