@@ -251,9 +251,16 @@ SET worker_id = EXCLUDED.worker_id, epoch = EXCLUDED.epoch, state = 'dispatched'
     dispatched_at = EXCLUDED.dispatched_at;
 
 -- name: runs_mark_running
+-- Locks in id order first, as a batch of results does (runs_lock_for_results): a `true`
+-- often ends, and its result is being stored, before its batch is marked running.
+WITH v AS (
+  SELECT * FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(started)s::timestamptz[])
+    AS v(id, attempt, started_at)
+), locked AS MATERIALIZED (
+  SELECT id FROM runs WHERE id IN (SELECT id FROM v) ORDER BY id FOR NO KEY UPDATE
+)
 UPDATE runs r SET state = 'running', started_at = v.started_at
-FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(started)s::timestamptz[])
-     AS v(id, attempt, started_at)
+FROM v JOIN locked USING (id)
 WHERE r.id = v.id AND r.attempt = v.attempt AND r.state = 'dispatched';
 
 -- name: attempts_mark_running

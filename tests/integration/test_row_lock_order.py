@@ -1,0 +1,173 @@
+"""Transactions that update many rows at once lock them in id order, so they wait for each
+other instead of deadlocking. The tick and the dispatcher update many job rows (the tick
+moves next_fire_at, the dispatcher counts skipped slots): at 5,000 per-second jobs an
+unordered UPDATE ... FROM deadlocked every few seconds, and each deadlock paused the
+dispatcher as if PostgreSQL were down. A batch marked running and a batch of results share
+runs when a `true` ends before its batch is marked running: they deadlocked too."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from common.repo import jobs as jobs_repo
+from common.repo import runs as runs_repo
+
+
+def _jobs(url: str, count: int) -> list[int]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "INSERT INTO jobs (name, schedule, command) "
+            "SELECT 'lock-' || g, '* * * * * *', 'true' FROM generate_series(1, %s) g "
+            "RETURNING id",
+            (count,),
+        ).fetchall()
+        ids = sorted(int(r[0]) for r in rows)
+        # Edit the lower id, so its row now sits after the other on disk: a scan meets
+        # the rows against id order, as it does on any table with some history.
+        conn.execute("UPDATE jobs SET description = 'edited' WHERE id = %s", (ids[0],))
+    return ids
+
+
+async def _waiting_for_a_lock(url: str, pid: int) -> None:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        for _ in range(500):
+            cur = await conn.execute(
+                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
+            )
+            row = await cur.fetchone()
+            if row and row[0] == "Lock":
+                return
+            await asyncio.sleep(0.02)
+    raise AssertionError("the second transaction never waited for a row lock")
+
+
+def test_advance_and_count_skips_lock_rows_in_the_same_order(database_url: str) -> None:
+    first, second = _jobs(database_url, 2)
+    slot = datetime.now(UTC).replace(microsecond=0)
+
+    async def scenario() -> None:
+        connect = psycopg.AsyncConnection.connect
+        async with (
+            await connect(database_url, row_factory=dict_row) as dispatcher,
+            await connect(database_url, row_factory=dict_row) as tick,
+        ):
+            # The dispatcher holds the first job's row ...
+            await jobs_repo.count_skips(dispatcher, {first: jobs_repo.SkipCounts(missed=1)})
+            # ... the tick advances both, listing the second first (the heap's order is
+            # not the id order) ...
+            advancing = asyncio.create_task(
+                jobs_repo.advance(
+                    tick,
+                    [second, first],
+                    [None, None],
+                    [slot, slot + timedelta(seconds=1)],
+                    [0, 0],
+                )
+            )
+            await _waiting_for_a_lock(database_url, tick.info.backend_pid)
+            # ... and the dispatcher now wants the second one too: with the tick holding
+            # it while waiting for the first, this was a deadlock.
+            await jobs_repo.count_skips(dispatcher, {second: jobs_repo.SkipCounts(overlap=1)})
+            await dispatcher.commit()
+            moved = await asyncio.wait_for(advancing, 10)
+            await tick.commit()
+            assert moved == {first, second}
+
+    asyncio.run(scenario())
+    with psycopg.connect(database_url, row_factory=dict_row) as conn:
+        rows: dict[int, dict[str, Any]] = {
+            r["id"]: r
+            for r in conn.execute(
+                "SELECT id, missed_count, skipped_overlap_count, next_fire_at FROM jobs "
+                "WHERE id = ANY(%s)",
+                ([first, second],),
+            )
+        }
+    assert rows[first]["missed_count"] == 1 and rows[second]["skipped_overlap_count"] == 1
+    assert rows[second]["next_fire_at"] == slot
+    assert rows[first]["next_fire_at"] == slot + timedelta(seconds=1)
+
+
+def _dispatched_runs(url: str, count: int) -> list[int]:
+    job = _jobs(url, 1)[0]
+    with psycopg.connect(url, autocommit=True) as conn:
+        ids = sorted(
+            int(r[0])
+            for r in conn.execute(
+                "INSERT INTO runs (job_id, scheduled_for, trigger, state, worker_id, epoch, "
+                "dispatched_at) SELECT %s, now() + make_interval(secs => g), 'schedule', "
+                "'dispatched', 'w1', 1, now() FROM generate_series(1, %s) g RETURNING id",
+                (job, count),
+            )
+        )
+        conn.execute(
+            "INSERT INTO run_attempts (run_id, attempt, worker_id, epoch, state, dispatched_at) "
+            "SELECT id, 1, 'w1', 1, 'dispatched', now() FROM unnest(%s::bigint[]) id",
+            (ids,),
+        )
+        # Other active runs, so the planner looks the batch's runs up by id, in the batch's
+        # order (on a near-empty table it scans them in id order whatever the statement).
+        conn.execute(
+            "INSERT INTO runs (job_id, scheduled_for, trigger, state, worker_id, epoch) "
+            "SELECT %s, now() - make_interval(secs => g), 'schedule', 'dispatched', 'w2', 1 "
+            "FROM generate_series(1, 5000) g",
+            (job,),
+        )
+        conn.execute("ANALYZE runs")
+        # A new version of the lower id's row with new index entries (scheduled_for is
+        # indexed, so not a HOT update): scans now meet it after the other one.
+        conn.execute(
+            "UPDATE runs SET scheduled_for = scheduled_for + interval '1 hour' WHERE id = %s",
+            (ids[0],),
+        )
+    return ids
+
+
+def test_marking_a_batch_running_and_storing_its_results_lock_runs_in_the_same_order(
+    database_url: str,
+) -> None:
+    first, second = _dispatched_runs(database_url, 2)
+    now = datetime.now(UTC)
+
+    def ended(run_id: int) -> runs_repo.AttemptResult:
+        return runs_repo.AttemptResult(
+            run_id=run_id,
+            attempt=1,
+            state="succeeded",
+            worker_id="w1",
+            exit_code=0,
+            output="",
+            started_at=now,
+            finished_at=now,
+        )
+
+    async def scenario() -> None:
+        connect = psycopg.AsyncConnection.connect
+        async with (
+            await connect(database_url, row_factory=dict_row) as results,
+            await connect(database_url, row_factory=dict_row) as delivery,
+        ):
+            # One worker's results hold the first run ...
+            assert await runs_repo.finish_attempts(results, [ended(first)]) == ["recorded"]
+            # ... the delivery marks its batch running, listing the second run first ...
+            marking = asyncio.create_task(
+                runs_repo.mark_running(delivery, [(second, 1, now), (first, 1, now)])
+            )
+            await _waiting_for_a_lock(database_url, delivery.info.backend_pid)
+            # ... and the next results batch, of the same transaction, holds the second.
+            assert await runs_repo.finish_attempts(results, [ended(second)]) == ["recorded"]
+            await results.commit()
+            await asyncio.wait_for(marking, 10)
+            await delivery.commit()
+
+    asyncio.run(scenario())
+    with psycopg.connect(database_url) as conn:
+        states = conn.execute(
+            "SELECT state FROM runs WHERE id = ANY(%s)", ([first, second],)
+        ).fetchall()
+    assert [s[0] for s in states] == ["succeeded", "succeeded"]
