@@ -65,6 +65,16 @@ def ratio(numerator: float | None, denominator: float | None) -> float:
     return numerator / denominator
 
 
+def burst_start_floor_ms(due_at_once: int, spawn_rate: float, q: float = 0.99) -> float:
+    """The least lateness at quantile ``q`` when ``due_at_once`` processes are due at the
+    same instant and the machine starts them at ``spawn_rate`` per second: the k-th cannot
+    start before k / spawn_rate. Every per-second job shares the same slot instants, so this
+    is the floor under any scheduler's p99 in the fire-rate benchmark; nan without a rate."""
+    if spawn_rate <= 0 or math.isnan(spawn_rate):
+        return math.nan
+    return math.ceil(q * due_at_once) / spawn_rate * 1000.0
+
+
 def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float:
     """Upper bound of the bucket holding quantile ``q`` of a cumulative histogram.
 

@@ -7,7 +7,13 @@ import math
 import pytest
 
 from bench.fires import Fire, analyze, slots_in
-from bench.stats import histogram_quantile, percentile, ratio, summarize
+from bench.stats import (
+    burst_start_floor_ms,
+    histogram_quantile,
+    percentile,
+    ratio,
+    summarize,
+)
 from bench.table import Table, format_cell, render_markdown, render_text
 
 
@@ -107,3 +113,9 @@ def test_analyze_counts_each_started_slot_once_and_everything_else_as_missed() -
     assert stats.fired_percent == 50.0
     assert stats.late_ms.min == pytest.approx(10.0)
     assert stats.late_ms.max == pytest.approx(20.0)
+
+
+def test_burst_start_floor_is_the_time_to_spawn_the_quantiles_share_of_the_burst() -> None:
+    assert burst_start_floor_ms(1000, 2000.0) == 495.0  # the 990th start, at 2,000/s
+    assert burst_start_floor_ms(100, 1000.0, q=0.5) == 50.0
+    assert math.isnan(burst_start_floor_ms(100, 0.0))
