@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import psycopg
 
@@ -205,17 +206,26 @@ def wait_epoch_above(url: str, old: int, timeout: float) -> int | None:
     return None
 
 
-def first_dispatch(url: str, epoch: int, deadline: float) -> float | None:
-    """Epoch seconds of the first run dispatched under ``epoch`` (polls until ``deadline``,
-    a ``time.time()`` value); None if none by then."""
+class Dispatch(NamedTuple):
+    """When a run was dispatched and the slot it was for, both in epoch seconds."""
+
+    at: float
+    slot: float
+
+
+def first_dispatch(url: str, epoch: int, deadline: float) -> Dispatch | None:
+    """The first run dispatched under ``epoch`` (polls until ``deadline``, a ``time.time()``
+    value); None if none by then."""
     with psycopg.connect(url, autocommit=True) as conn:
         while time.time() < deadline:
             row = conn.execute(
-                "SELECT extract(epoch FROM min(dispatched_at))::float8 FROM runs WHERE epoch = %s",
+                "SELECT extract(epoch FROM dispatched_at)::float8, "
+                "extract(epoch FROM scheduled_for)::float8 FROM runs WHERE epoch = %s "
+                "AND dispatched_at IS NOT NULL ORDER BY dispatched_at LIMIT 1",
                 (epoch,),
             ).fetchone()
-            if row and row[0] is not None:
-                return float(row[0])
+            if row:
+                return Dispatch(float(row[0]), float(row[1]))
             time.sleep(0.02)
     return None
 

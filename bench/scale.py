@@ -98,7 +98,7 @@ def fail_over(cluster: LocalCluster, url: str, settle: float) -> Failover:
         heap_ms=loaded.ms if loaded else None,
         heap_jobs=loaded.jobs if loaded else None,
         first_slot_s=(fired - killed) if fired is not None else None,
-        first_dispatch_s=(first - killed) if first is not None else None,
+        first_dispatch_s=(first.at - killed) if first is not None else None,
     )
 
 
