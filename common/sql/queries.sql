@@ -224,8 +224,13 @@ UPDATE runs SET not_before = now() + make_interval(secs => %(delay)s)
 WHERE id = ANY(%(ids)s::bigint[]) AND state = 'pending';
 
 -- name: runs_request_cancel_many
+-- Locks in id order first (see jobs_advance), like everything else that updates active runs.
+WITH locked AS MATERIALIZED (
+  SELECT id FROM runs WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id FOR NO KEY UPDATE
+)
 UPDATE runs SET cancel_requested = true
-WHERE id = ANY(%(ids)s::bigint[]) AND state IN ('dispatched', 'running');
+WHERE (SELECT count(*) FROM locked) >= 0
+  AND id = ANY(%(ids)s::bigint[]) AND state IN ('dispatched', 'running');
 
 -- name: runs_insert_backfill
 INSERT INTO runs (job_id, scheduled_for, trigger, state, max_retries, not_before, priority)
@@ -391,9 +396,15 @@ SELECT worker_id, count(*) AS active FROM runs
 WHERE state IN ('dispatched', 'running') GROUP BY worker_id;
 
 -- name: runs_mark_running_reported
+-- Locks in id order first (see jobs_advance): a heartbeat lists the runs the leader's
+-- delivery may be marking running at the same moment.
+WITH locked AS MATERIALIZED (
+  SELECT id FROM runs WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id FOR NO KEY UPDATE
+)
 UPDATE runs r SET state = 'running', started_at = COALESCE(r.started_at, now())
 FROM unnest(%(ids)s::bigint[], %(attempts)s::int[]) AS v(id, attempt)
-WHERE r.id = v.id AND r.attempt = v.attempt AND r.state = 'dispatched'
+WHERE (SELECT count(*) FROM locked) >= 0
+  AND r.id = v.id AND r.attempt = v.attempt AND r.state = 'dispatched'
   AND r.worker_id = %(worker_id)s;
 
 -- name: runs_state_counts

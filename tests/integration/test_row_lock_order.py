@@ -3,7 +3,8 @@ other instead of deadlocking. The tick and the dispatcher update many job rows (
 moves next_fire_at, the dispatcher counts skipped slots): at 5,000 per-second jobs an
 unordered UPDATE ... FROM deadlocked every few seconds, and each deadlock paused the
 dispatcher as if PostgreSQL were down. A batch marked running and a batch of results share
-runs when a `true` ends before its batch is marked running: they deadlocked too."""
+runs when a `true` ends before its batch is marked running: they deadlocked too, and so can
+a worker's heartbeat, which marks running the runs it reports."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from psycopg.rows import dict_row
 
 from common.repo import jobs as jobs_repo
 from common.repo import runs as runs_repo
+from common.repo import workers as workers_repo
 
 
 def _jobs(url: str, count: int) -> list[int]:
@@ -171,3 +173,42 @@ def test_marking_a_batch_running_and_storing_its_results_lock_runs_in_the_same_o
             "SELECT state FROM runs WHERE id = ANY(%s)", ([first, second],)
         ).fetchall()
     assert [s[0] for s in states] == ["succeeded", "succeeded"]
+
+
+def test_a_heartbeat_and_a_delivery_lock_runs_in_the_same_order(database_url: str) -> None:
+    first, second = _dispatched_runs(database_url, 2)
+    now = datetime.now(UTC)
+
+    async def scenario() -> None:
+        connect = psycopg.AsyncConnection.connect
+        async with (
+            await connect(database_url, row_factory=dict_row) as delivery,
+            await connect(database_url, row_factory=dict_row) as heartbeat,
+        ):
+            # The leader's delivery marks the first run running ...
+            await runs_repo.mark_running(delivery, [(first, 1, now)])
+            # ... the worker's heartbeat reports both, the second first ...
+            beating = asyncio.create_task(
+                workers_repo.heartbeat(
+                    heartbeat,
+                    worker_id="w1",
+                    address="127.0.0.1:1",
+                    labels={},
+                    capacity=4,
+                    running=[(second, 1), (first, 1)],
+                    version="test",
+                    draining=False,
+                )
+            )
+            await _waiting_for_a_lock(database_url, heartbeat.info.backend_pid)
+            # ... and the next delivery, in the same transaction, marks the second.
+            await runs_repo.mark_running(delivery, [(second, 1, now)])
+            await delivery.commit()
+            await asyncio.wait_for(beating, 10)
+
+    asyncio.run(scenario())
+    with psycopg.connect(database_url) as conn:
+        states = conn.execute(
+            "SELECT state FROM runs WHERE id = ANY(%s)", ([first, second],)
+        ).fetchall()
+    assert [s[0] for s in states] == ["running", "running"]
