@@ -150,25 +150,9 @@ class Spool:
             return
         spooled_at = time.time()
         name = self._segment_name()
-        target = self.directory / name
-        tmp = self._write_temp(target, _encode_segment(results, spooled_at))
-        try:
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
-        self._fsync_dir()
-        emptied: list[str] = []
+        self._write_atomic(self.directory / name, _encode_segment(results, spooled_at))
         with self._index_lock:
-            members: set[Key] = set()
-            self._members[name] = members
-            for index, result in enumerate(results):
-                key = (result.run_id, result.attempt)
-                keep = len(result.output) <= _KEPT_OUTPUT_MAX and len(self._stored) < _KEPT_MAX
-                emptied += self._drop(key)
-                self._stored[key] = _Entry(spooled_at, name, index, result if keep else None)
-                members.add(key)
+            emptied = self._index(name, [((r.run_id, r.attempt), spooled_at, r) for r in results])
         self._unlink(emptied)
 
     def contains(self, run_id: int, attempt: int) -> bool:
@@ -274,18 +258,29 @@ class Spool:
             except (OSError, ValueError, KeyError, TypeError, json_format.ParseError) as exc:
                 self._quarantine(self.directory / name, exc)
                 continue
-            members: set[Key] = set()
-            self._members[name] = members
-            for index, (key, spooled_at, result) in enumerate(found):
-                keep = len(result.output) <= _KEPT_OUTPUT_MAX and len(self._stored) < _KEPT_MAX
-                if key not in members:  # (a file holds each key once; not its own older copy)
-                    emptied += self._drop(key)
-                self._stored[key] = _Entry(spooled_at, name, index, result if keep else None)
-                members.add(key)
-            if not members:
-                emptied.append(name)
-                del self._members[name]
+            with self._index_lock:
+                emptied += self._index(name, found)
         self._unlink(emptied)
+
+    def _index(
+        self, name: str, found: Sequence[tuple[Key, float, pb.ReportResultRequest]]
+    ) -> list[str]:
+        """Record that file ``name`` holds ``found`` (index lock held), replacing older
+        copies of those results; returns the files that leaves with nothing, to delete
+        (``name`` itself if it holds no result)."""
+        emptied: list[str] = []
+        members: set[Key] = set()
+        self._members[name] = members
+        for index, (key, spooled_at, result) in enumerate(found):
+            keep = len(result.output) <= _KEPT_OUTPUT_MAX and len(self._stored) < _KEPT_MAX
+            if key not in members:  # (a file holds each key once; not its own older copy)
+                emptied += self._drop(key)
+            self._stored[key] = _Entry(spooled_at, name, index, result if keep else None)
+            members.add(key)
+        if not members:
+            del self._members[name]
+            emptied.append(name)
+        return emptied
 
     # --- epoch -------------------------------------------------------------------------
 

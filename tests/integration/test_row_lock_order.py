@@ -130,6 +130,12 @@ def _dispatched_runs(url: str, count: int) -> list[int]:
     return ids
 
 
+def _states(url: str, run_ids: list[int]) -> list[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT state FROM runs WHERE id = ANY(%s)", (run_ids,)).fetchall()
+    return [row[0] for row in rows]
+
+
 def test_marking_a_batch_running_and_storing_its_results_lock_runs_in_the_same_order(
     database_url: str,
 ) -> None:
@@ -168,11 +174,7 @@ def test_marking_a_batch_running_and_storing_its_results_lock_runs_in_the_same_o
             await delivery.commit()
 
     asyncio.run(scenario())
-    with psycopg.connect(database_url) as conn:
-        states = conn.execute(
-            "SELECT state FROM runs WHERE id = ANY(%s)", ([first, second],)
-        ).fetchall()
-    assert [s[0] for s in states] == ["succeeded", "succeeded"]
+    assert _states(database_url, [first, second]) == ["succeeded", "succeeded"]
 
 
 def test_a_heartbeat_and_a_delivery_lock_runs_in_the_same_order(database_url: str) -> None:
@@ -207,8 +209,4 @@ def test_a_heartbeat_and_a_delivery_lock_runs_in_the_same_order(database_url: st
             await asyncio.wait_for(beating, 10)
 
     asyncio.run(scenario())
-    with psycopg.connect(database_url) as conn:
-        states = conn.execute(
-            "SELECT state FROM runs WHERE id = ANY(%s)", ([first, second],)
-        ).fetchall()
-    assert [s[0] for s in states] == ["running", "running"]
+    assert _states(database_url, [first, second]) == ["running", "running"]
