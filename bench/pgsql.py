@@ -91,22 +91,22 @@ def skip_backlog(url: str, name_prefix: str) -> int:
     """End a saturation phase: runs still pending for these jobs are marked skipped, so
     the next phase does not start behind a backlog it did not create.
 
-    The live leader locks the same rows meanwhile, so PostgreSQL may pick this statement
-    as a deadlock's victim: it is simply run again.
+    The live leader and the controllers storing results lock the same rows meanwhile. The
+    rows are locked in id order and a row another transaction holds is passed over (SKIP
+    LOCKED; :func:`end_phase` calls again until none is left): an unordered UPDATE here
+    deadlocked with a worker's batch of results, and each retry of that batch deadlocked
+    again, so its runs stayed unreported past the drain.
     """
     with psycopg.connect(url, autocommit=True) as conn:
-        for attempt in range(1, 6):
-            try:
-                cur = conn.execute(
-                    "UPDATE runs r SET state = 'skipped', error = 'bench: phase over', "
-                    "finished_at = now() FROM jobs j "
-                    "WHERE j.id = r.job_id AND j.name LIKE %s AND r.state = 'pending'",
-                    (name_prefix + "%",),
-                )
-                break
-            except psycopg.errors.DeadlockDetected:
-                if attempt == 5:
-                    raise
+        cur = conn.execute(
+            "WITH locked AS MATERIALIZED ("
+            " SELECT r.id FROM runs r JOIN jobs j ON j.id = r.job_id"
+            " WHERE j.name LIKE %s AND r.state = 'pending'"
+            " ORDER BY r.id FOR NO KEY UPDATE OF r SKIP LOCKED) "
+            "UPDATE runs r SET state = 'skipped', error = 'bench: phase over', "
+            "finished_at = now() FROM locked WHERE r.id = locked.id AND r.state = 'pending'",
+            (name_prefix + "%",),
+        )
         return cur.rowcount
 
 

@@ -103,6 +103,16 @@ def migrate(url: str) -> list[str]:
     return applied
 
 
+def rolled_back(exc: BaseException) -> bool:
+    """PostgreSQL rolled this transaction back to settle a conflict (a deadlock, a
+    serialization failure): SQLSTATE class 40. Nothing was written and the server is up,
+    so running the transaction again is the answer. Told by the SQLSTATE: psycopg's
+    DeadlockDetected and SerializationFailure derive from OperationalError, not from its
+    TransactionRollback class.
+    """
+    return isinstance(exc, psycopg.Error) and (exc.sqlstate or "").startswith("40")
+
+
 async def check_pooled(conn: AsyncConnection[Any]) -> None:
     """The pool's check of a connection it hands out, without a round trip when it can.
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import grpc
 from psycopg_pool import AsyncConnectionPool
 
+from common.db import rolled_back
 from common.logging import ctx
 from common.repo import leadership
 from common.repo import runs as runs_repo
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 
 FINAL_STATES = {"succeeded", "failed", "timed_out", "cancelled"}
 BATCH_LOG_INTERVAL = 60.0
+STORE_ATTEMPTS = 3
+"""Tries of a batch of results PostgreSQL rolls back to settle a conflict (then the worker
+keeps it spooled and sends it again after its backoff)."""
 """Seconds between the INFO summaries of stored result batches (each batch is DEBUG)."""
 
 
@@ -141,11 +145,23 @@ class ControllerService(pb_grpc.ControllerServiceServicer):
         return pb.ReportResultsReply(replies=replies)
 
     async def _store(self, results: list[runs_repo.AttemptResult]) -> list[str]:
+        """One transaction; run again at once when PostgreSQL rolls it back to settle a
+        deadlock (another statement locking some of the same runs in another order): left
+        to the worker, the batch waited out its backoff and could lose the same race again.
+        """
         if not results:
             return []
-        async with self.pool.connection() as conn:
-            async with conn.transaction():
-                return await runs_repo.finish_attempts(conn, results)
+        for attempt in range(1, STORE_ATTEMPTS + 1):
+            try:
+                async with self.pool.connection() as conn:
+                    async with conn.transaction():
+                        return await runs_repo.finish_attempts(conn, results)
+            except Exception as exc:
+                if attempt == STORE_ATTEMPTS or not rolled_back(exc):
+                    raise
+                first_line = str(exc).splitlines()[0]
+                log.info("results batch rolled back, storing it again: %s", first_line)
+        raise AssertionError("unreachable")
 
     def _count(self, outcome: str) -> None:
         self.metrics.results.labels(outcome).inc()

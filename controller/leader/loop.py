@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 from common import overlap, placement
 from common.aio import cancel_and_wait, wait_event
 from common.catchup import ON_TIME_GRACE, CatchupMode, plan_due, start_deadline_missed
+from common.db import rolled_back
 from common.errors import Fenced
 from common.logging import ctx
 from common.repo import dag_runs as dag_runs_repo
@@ -61,10 +62,9 @@ def db_fault(exc: BaseException) -> Literal["conflict", "outage"] | None:
     "conflict": a deadlock or serialization failure rolled one transaction back; PostgreSQL
     is up and nothing was written, so the task retries at once. "outage": PostgreSQL is
     unreachable or failing, so the leader backs off, reloads its heap and holds the reaper
-    back. Told by SQLSTATE class 40 (psycopg's DeadlockDetected and SerializationFailure
-    derive from OperationalError, not from its TransactionRollback class), checked first.
+    back. A conflict is checked first: psycopg raises it as an OperationalError.
     """
-    if isinstance(exc, psycopg.Error) and (exc.sqlstate or "").startswith("40"):
+    if rolled_back(exc):
         return "conflict"
     if isinstance(exc, DB_ERRORS):
         return "outage"

@@ -273,3 +273,48 @@ async def test_a_batch_reply_answers_each_result_in_order(database_url: str) -> 
         if s.name == "chronoraft_results_total"
     }
     assert counted == {"recorded": 3.0, "duplicate": 1.0, "rejected": 1.0}
+
+
+async def test_a_batch_rolled_back_by_a_deadlock_is_stored_again_at_once(
+    database_url: str,
+) -> None:
+    """PostgreSQL picks the results transaction as a deadlock's victim; the controller runs
+    it again instead of failing the call (the worker would wait out its backoff, and could
+    lose the same race again)."""
+    first, second = await _running_runs(database_url, 2)
+    async with controller_service(database_url) as (real, _pool):
+        other = await psycopg.AsyncConnection.connect(database_url)
+        try:
+            # Another transaction holds the second run and, later, wants the first. It
+            # waits 10 s before looking for a deadlock, so the results transaction (which
+            # looks after 1 s) finds it and is the one rolled back.
+            await other.execute("SET deadlock_timeout = '10s'")
+            await other.execute("SELECT 1 FROM runs WHERE id = %s FOR UPDATE", (second,))
+            storing = asyncio.create_task(
+                real.ReportResults(
+                    pb.ReportResultsRequest(results=[_result(first), _result(second)]), None
+                )
+            )
+            await _waiting_for_a_lock(database_url)  # holds the first, waits for the second
+            await other.execute("SELECT 1 FROM runs WHERE id = %s FOR UPDATE", (first,))
+            await other.commit()
+            reply = await asyncio.wait_for(storing, 15)
+        finally:
+            await other.close()
+    assert [(r.acknowledged, r.detail) for r in reply.replies] == [(True, "recorded")] * 2
+    runs, attempts = await _stored(database_url, [first, second])
+    assert [r["state"] for r in runs] == ["succeeded", "succeeded"] and attempts == 2
+
+
+async def _waiting_for_a_lock(url: str) -> None:
+    """Until some session of this database waits for a row lock."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        for _ in range(500):
+            cur = await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if (await cur.fetchone())[0]:
+                return
+            await asyncio.sleep(0.02)
+    raise AssertionError("the results transaction never waited for a row lock")
