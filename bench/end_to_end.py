@@ -3,8 +3,11 @@
 Runs: more per-second ``true`` jobs than the fleet can run are offered, so the count of
 runs that SUCCEEDED inside the window (``runs.finished_at``) is the fleet's throughput;
 workers are added one at a time (1 -> 4), each step with a fresh set of jobs and the
-previous step's backlog skipped. Each figure is set against the bare spawn rate of the same
-number of processes measured by :mod:`bench.limits` in the same run.
+previous step's backlog skipped. Each step is run at every offered load: the slots the
+fleet cannot start in time are skipped, and recording them takes the leader's and
+PostgreSQL's CPU from the runs, so the more is offered beyond what fits, the fewer run.
+Each figure is set against the bare spawn rate of the same number of processes measured by
+:mod:`bench.limits` in the same run.
 
 API: GET a job, list runs with filters, POST a job, each at a fixed client concurrency
 against one controller (the leader) and spread over all three; plus GET job at a fixed
@@ -38,12 +41,18 @@ def _scale_to(cluster: LocalCluster, workers: int) -> None:
 
 
 def runs_step(
-    env: BenchEnv, cluster: LocalCluster, url: str, workers: int, opts: Namespace, table: Table
+    env: BenchEnv,
+    cluster: LocalCluster,
+    url: str,
+    workers: int,
+    offered: int,
+    opts: Namespace,
+    table: Table,
 ) -> None:
     _scale_to(cluster, workers)
     leader = cluster.wait_for("a leader", cluster.leader, 30)
-    prefix = f"e2e{workers}-"
-    pgsql.copy_jobs(url, pgsql.every_second(prefix, opts.e2e_jobs))
+    prefix = f"e2e{workers}x{offered}-"
+    pgsql.copy_jobs(url, pgsql.every_second(prefix, offered))
     api(cluster, leader, "POST", "/api/v1/scheduler/reload")
     time.sleep(opts.warmup)
     sampler = Sampler()
@@ -65,7 +74,10 @@ def runs_step(
     # skip what never started and wait for the rest to be reported before counting.
     left = pgsql.end_phase(url, prefix, opts.drain)
     if left:
-        table.note(f"{workers} workers: {left} runs still unreported {opts.drain:g}s after")
+        table.note(
+            f"{workers} workers, {offered} offered: {left} runs still unreported "
+            f"{opts.drain:g}s after"
+        )
     finished = pgsql.finished_between(url, prefix, t0, t1)
     seconds = t1 - t0
     succeeded = finished.get("succeeded", 0) / seconds
@@ -73,7 +85,7 @@ def runs_step(
     bare = env.results.get("spawn_rate", {}).get(workers)
     table.add(
         workers,
-        float(opts.e2e_jobs),
+        float(offered),
         succeeded,
         failed / seconds,
         bare,
@@ -82,7 +94,7 @@ def runs_step(
         sum(u.cpu_percent for n, u in usage.items() if n in cluster.worker_names),
         usage["postgres"].cpu_percent if "postgres" in usage else None,
     )
-    progress(f"end_to_end: {workers} workers: {succeeded:.0f} runs/s")
+    progress(f"end_to_end: {workers} workers, {offered} offered: {succeeded:.0f} runs/s")
 
 
 def _request_makers(
@@ -163,8 +175,8 @@ def api_tables(cluster: LocalCluster, url: str, opts: Namespace) -> Table:
 def run(env: BenchEnv, opts: Namespace) -> list[Table]:
     counts = sorted(opts.e2e_workers)
     runs = Table(
-        f"End to end: noop (`true`) runs/s through gRPC workers, {opts.e2e_jobs} per-second "
-        "jobs offered",
+        "End to end: noop (`true`) runs/s through gRPC workers, more per-second jobs offered "
+        "than they run",
         [
             "workers",
             "offered/s",
@@ -182,7 +194,8 @@ def run(env: BenchEnv, opts: Namespace) -> list[Table]:
         url,
     ):
         for workers in counts:
-            runs_step(env, cluster, url, workers, opts, runs)
+            for offered in sorted(opts.e2e_jobs):
+                runs_step(env, cluster, url, workers, offered, opts, runs)
         tables = [runs, api_tables(cluster, url, opts)]
     runs.note(
         f"succeeded/s = runs that finished in the {opts.e2e_duration:g}s window; bare spawn/s = "
