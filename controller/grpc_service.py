@@ -29,10 +29,10 @@ log = logging.getLogger(__name__)
 
 FINAL_STATES = {"succeeded", "failed", "timed_out", "cancelled"}
 BATCH_LOG_INTERVAL = 60.0
+"""Seconds between the INFO summaries of stored result batches (each batch is DEBUG)."""
 STORE_ATTEMPTS = 3
 """Tries of a batch of results PostgreSQL rolls back to settle a conflict (then the worker
 keeps it spooled and sends it again after its backoff)."""
-"""Seconds between the INFO summaries of stored result batches (each batch is DEBUG)."""
 
 
 def _ts(value: float) -> datetime | None:
