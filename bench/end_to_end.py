@@ -4,8 +4,9 @@ Runs: more per-second ``true`` jobs than the fleet can run are offered, so the c
 runs that SUCCEEDED inside the window (``runs.finished_at``) is the fleet's throughput;
 workers are added one at a time (1 -> 4), each step with a fresh set of jobs and the
 previous step's backlog skipped. Each step is run at every offered load: the slots the
-fleet cannot start in time are skipped, and recording them takes the leader's and
-PostgreSQL's CPU from the runs, so the more is offered beyond what fits, the fewer run.
+fleet cannot start yet wait in the queue (the jobs' catch-up window, 60 s, is longer than
+the window), and creating and queueing them takes the leader's and PostgreSQL's CPU from
+the runs, so the more is offered beyond what fits, the fewer run.
 Each figure is set against the bare spawn rate of the same number of processes measured by
 :mod:`bench.limits` in the same run.
 

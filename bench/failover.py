@@ -126,7 +126,10 @@ def run(env: BenchEnv, opts: Namespace) -> list[Table]:
             else:
                 dispatched.append(first)
                 dispatched_slot.append(from_slot)
-            progress(f"kill {i + 1}/{opts.kills}: leader {up:.3f}s, first dispatch {_s(first)}")
+            progress(
+                f"kill {i + 1}/{opts.kills}: leader {up:.3f}s, first dispatch {_s(first)} "
+                f"({_s(from_slot)} from the kill or its slot)"
+            )
         for i in range(opts.stops):
             up, first, from_slot, down = stop_once(cluster, url, opts.settle)
             stop_elected.append(up)
@@ -136,7 +139,10 @@ def run(env: BenchEnv, opts: Namespace) -> list[Table]:
             else:
                 stop_dispatched.append(first)
                 stop_dispatched_slot.append(from_slot)
-            progress(f"stop {i + 1}/{opts.stops}: leader {up:.3f}s, first dispatch {_s(first)}")
+            progress(
+                f"stop {i + 1}/{opts.stops}: leader {up:.3f}s, first dispatch {_s(first)} "
+                f"({_s(from_slot)} from the stop or its slot)"
+            )
     table = Table(
         "Failover: leader SIGKILL / SIGSTOP with a `* * * * * *` job",
         ["metric (s)", "n", "min", "median", "p99", "max"],

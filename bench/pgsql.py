@@ -91,20 +91,20 @@ def skip_backlog(url: str, name_prefix: str) -> int:
     """End a saturation phase: runs still pending for these jobs are marked skipped, so
     the next phase does not start behind a backlog it did not create.
 
-    The live leader and the controllers storing results lock the same rows meanwhile. The
-    rows are locked in id order and a row another transaction holds is passed over (SKIP
-    LOCKED; :func:`end_phase` calls again until none is left): an unordered UPDATE here
-    deadlocked with a worker's batch of results, and each retry of that batch deadlocked
-    again, so its runs stayed unreported past the drain. The update finds them by id
-    (ANY of an array): joined to the locking CTE, a plan for stale statistics scanned the
-    table once per row, for minutes.
+    The live leader and the controllers storing results lock the same rows meanwhile, so
+    the rows are locked in id order first, as every statement of theirs that locks many
+    runs does (or they skip locked rows): an unordered UPDATE here deadlocked with a
+    worker's batch of results, and each retry of that batch deadlocked again, so its runs
+    stayed unreported past the drain. The update then finds them by id (ANY of an array):
+    joined to the locking CTE, a plan for stale statistics scanned the table once per row,
+    for minutes.
     """
     with psycopg.connect(url, autocommit=True) as conn:
         cur = conn.execute(
             "WITH locked AS MATERIALIZED ("
             " SELECT r.id FROM runs r JOIN jobs j ON j.id = r.job_id"
             " WHERE j.name LIKE %s AND r.state = 'pending'"
-            " ORDER BY r.id FOR NO KEY UPDATE OF r SKIP LOCKED) "
+            " ORDER BY r.id FOR NO KEY UPDATE OF r) "
             "UPDATE runs SET state = 'skipped', error = 'bench: phase over', finished_at = now() "
             "WHERE id = ANY(ARRAY(SELECT id FROM locked)) AND state = 'pending'",
             (name_prefix + "%",),
