@@ -110,7 +110,7 @@ class BenchEnv:
         *,
         workers: int = 2,
         controllers: int = 3,
-        worker_concurrency: int = 64,
+        worker_concurrency: int = 256,
         extra_env: dict[str, str] | None = None,
         controller_log_level: str | None = None,
         ready_timeout: float = 60.0,
