@@ -1,5 +1,6 @@
 -- Named queries of DAG workflows (namespaces, definitions, DAGs, DAG runs, prune), used only
--- by common/repo. Parameters are always bound, never formatted in.
+-- by common/repo. Parameters are always bound, never formatted in; array parameters in
+-- binary (%(name)b), as in queries.sql.
 
 -- ===== namespaces =====
 
@@ -293,8 +294,8 @@ SELECT v.job_id, %(slot)s, 'dag', v.state, j.max_retries, %(dag_run_id)s, v.key,
        v.exit_code, v.reused, CASE WHEN v.state = 'waiting' THEN NULL ELSE now() END,
        CASE WHEN v.reused IS NOT NULL
             THEN 'idempotency key already succeeded in run ' || v.reused END, j.priority
-FROM unnest(%(job_ids)s::bigint[], %(states)s::text[], %(keys)s::text[], %(outputs)s::text[],
-            %(exit_codes)s::int[], %(reused)s::bigint[])
+FROM unnest(%(job_ids)b::bigint[], %(states)b::text[], %(keys)b::text[], %(outputs)b::text[],
+            %(exit_codes)b::int[], %(reused)b::bigint[])
      AS v(job_id, state, key, output, exit_code, reused)
 JOIN jobs j ON j.id = v.job_id
 RETURNING id, job_id;
@@ -342,14 +343,14 @@ SELECT id FROM dag_runs WHERE state = 'running' ORDER BY id;
 
 -- name: dag_nodes_promote
 UPDATE runs r SET state = 'pending', not_before = v.not_before, input = v.input
-FROM unnest(%(ids)s::bigint[], %(not_befores)s::timestamptz[], %(inputs)s::jsonb[])
+FROM unnest(%(ids)b::bigint[], %(not_befores)b::timestamptz[], %(inputs)b::jsonb[])
      AS v(id, not_before, input)
 WHERE r.id = v.id AND r.state = 'waiting'
 RETURNING r.id;
 
 -- name: dag_nodes_block
 UPDATE runs SET state = %(state)s, error = %(error)s, finished_at = now()
-WHERE id = ANY(%(ids)s::bigint[]) AND state = 'waiting';
+WHERE id = ANY(%(ids)b::bigint[]) AND state = 'waiting';
 
 -- name: dag_run_finish
 UPDATE dag_runs SET state = %(state)s, finished_at = now()
@@ -395,7 +396,7 @@ RETURNING id;
 -- name: dag_nodes_reopen
 -- Descendants blocked by an ancestor that an operator completed or retried wait again.
 UPDATE runs SET state = 'waiting', error = NULL, finished_at = NULL
-WHERE dag_run_id = %(dag_run_id)s AND job_id = ANY(%(job_ids)s::bigint[])
+WHERE dag_run_id = %(dag_run_id)s AND job_id = ANY(%(job_ids)b::bigint[])
   AND (state = 'upstream_failed'
        OR (state IN ('cancelled', 'skipped') AND error LIKE 'upstream %%'));
 

@@ -1,4 +1,8 @@
 -- Named queries used by common/repo. Parameters are always bound, never formatted in.
+-- Array parameters are sent in binary (%(name)b): psycopg builds a text array element by
+-- element in Python (quoting each string, formatting each timestamp), 1.4 ms for 256
+-- timestamps against 78 us in binary, and the batch statements of the leader's hot path
+-- (runs created, dispatched, marked running, results) spent a quarter of its CPU there.
 
 -- ===== leadership =====
 
@@ -93,11 +97,11 @@ FROM jobs WHERE id = %(id)s;
 -- UPDATE ... FROM takes its row locks in whatever order its join produces them (deadlocks at
 -- 5,000 per-second jobs). (Joining `locked` instead cost 5x the update itself.)
 WITH locked AS MATERIALIZED (
-  SELECT id FROM jobs WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id FOR NO KEY UPDATE
+  SELECT id FROM jobs WHERE id = ANY(%(ids)b::bigint[]) ORDER BY id FOR NO KEY UPDATE
 )
 UPDATE jobs j SET next_fire_at = v.next_fire_at, missed_count = j.missed_count + v.missed
-FROM unnest(%(ids)s::bigint[], %(olds)s::timestamptz[], %(news)s::timestamptz[],
-            %(missed)s::bigint[])
+FROM unnest(%(ids)b::bigint[], %(olds)b::timestamptz[], %(news)b::timestamptz[],
+            %(missed)b::bigint[])
      AS v(id, old_fire_at, next_fire_at, missed)
 WHERE (SELECT count(*) FROM locked) >= 0
   AND j.id = v.id
@@ -109,13 +113,13 @@ RETURNING j.id;
 -- name: jobs_count_skips
 -- Locks in id order first, like jobs_advance (which runs concurrently in the tick).
 WITH locked AS MATERIALIZED (
-  SELECT id FROM jobs WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id FOR NO KEY UPDATE
+  SELECT id FROM jobs WHERE id = ANY(%(ids)b::bigint[]) ORDER BY id FOR NO KEY UPDATE
 )
 UPDATE jobs j SET skipped_overlap_count = j.skipped_overlap_count + v.skipped,
                   buffer_dropped_count = j.buffer_dropped_count + v.dropped,
                   missed_count = j.missed_count + v.missed
-FROM unnest(%(ids)s::bigint[], %(skipped)s::bigint[], %(dropped)s::bigint[],
-            %(missed)s::bigint[])
+FROM unnest(%(ids)b::bigint[], %(skipped)b::bigint[], %(dropped)b::bigint[],
+            %(missed)b::bigint[])
      AS v(id, skipped, dropped, missed)
 WHERE (SELECT count(*) FROM locked) >= 0 AND j.id = v.id;
 
@@ -126,8 +130,8 @@ INSERT INTO runs (job_id, scheduled_for, trigger, state, late, max_retries, erro
                   priority)
 SELECT v.job_id, v.slot, v.trigger, v.state, v.late, j.max_retries, v.error,
        CASE WHEN v.state = 'skipped' THEN now() END, j.priority
-FROM unnest(%(job_ids)s::bigint[], %(slots)s::timestamptz[], %(triggers)s::text[],
-            %(states)s::text[], %(lates)s::boolean[], %(errors)s::text[])
+FROM unnest(%(job_ids)b::bigint[], %(slots)b::timestamptz[], %(triggers)b::text[],
+            %(states)b::text[], %(lates)b::boolean[], %(errors)b::text[])
      AS v(job_id, slot, trigger, state, late, error)
 JOIN jobs j ON j.id = v.job_id
 ON CONFLICT (job_id, scheduled_for) WHERE dag_run_id IS NULL DO NOTHING
@@ -201,42 +205,42 @@ SELECT r.id, r.job_id, r.attempt, r.scheduled_for, r.trigger, r.dag_run_id, r.in
        j.payload, j.timeout_seconds, j.labels, j.overlap, j.max_concurrency,
        j.catchup_window_seconds
 FROM runs r JOIN jobs j ON j.id = r.job_id
-WHERE r.job_id = ANY(%(job_ids)s::bigint[]) AND r.state = 'pending'
+WHERE r.job_id = ANY(%(job_ids)b::bigint[]) AND r.state = 'pending'
   AND r.not_before <= now() + make_interval(secs => %(horizon)s)
 ORDER BY r.scheduled_for, r.id
 FOR UPDATE OF r SKIP LOCKED;
 
 -- name: runs_active_of_jobs
 SELECT id, job_id, attempt, worker_id FROM runs
-WHERE job_id = ANY(%(job_ids)s::bigint[]) AND state IN ('dispatched', 'running');
+WHERE job_id = ANY(%(job_ids)b::bigint[]) AND state IN ('dispatched', 'running');
 
 -- name: runs_active_total
 SELECT count(*) AS n FROM runs WHERE state IN ('dispatched', 'running');
 
 -- name: runs_skip_pending
 UPDATE runs r SET state = 'skipped', error = v.reason, finished_at = now()
-FROM unnest(%(ids)s::bigint[], %(reasons)s::text[]) AS v(id, reason)
+FROM unnest(%(ids)b::bigint[], %(reasons)b::text[]) AS v(id, reason)
 WHERE r.id = v.id AND r.state = 'pending';
 
 -- name: runs_defer_pending
 -- Waiting runs step aside so they do not fill every dispatch batch while they wait.
 UPDATE runs SET not_before = now() + make_interval(secs => %(delay)s)
-WHERE id = ANY(%(ids)s::bigint[]) AND state = 'pending';
+WHERE id = ANY(%(ids)b::bigint[]) AND state = 'pending';
 
 -- name: runs_request_cancel_many
 -- Locks in id order first (see jobs_advance), like everything else that updates active runs.
 WITH locked AS MATERIALIZED (
-  SELECT id FROM runs WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id FOR NO KEY UPDATE
+  SELECT id FROM runs WHERE id = ANY(%(ids)b::bigint[]) ORDER BY id FOR NO KEY UPDATE
 )
 UPDATE runs SET cancel_requested = true
 WHERE (SELECT count(*) FROM locked) >= 0
-  AND id = ANY(%(ids)s::bigint[]) AND state IN ('dispatched', 'running');
+  AND id = ANY(%(ids)b::bigint[]) AND state IN ('dispatched', 'running');
 
 -- name: runs_insert_backfill
 INSERT INTO runs (job_id, scheduled_for, trigger, state, max_retries, not_before, priority)
 SELECT j.id, v.slot, 'backfill', 'pending', j.max_retries,
        now() + make_interval(secs => v.delay), j.priority
-FROM unnest(%(slots)s::timestamptz[], %(delays)s::double precision[]) AS v(slot, delay)
+FROM unnest(%(slots)b::timestamptz[], %(delays)b::double precision[]) AS v(slot, delay)
 JOIN jobs j ON j.id = %(job_id)s
 ON CONFLICT (job_id, scheduled_for) WHERE dag_run_id IS NULL DO NOTHING
 RETURNING id;
@@ -244,14 +248,14 @@ RETURNING id;
 -- name: runs_mark_dispatched
 UPDATE runs r SET state = 'dispatched', worker_id = v.worker_id, epoch = %(epoch)s,
     dispatched_at = now()
-FROM unnest(%(ids)s::bigint[], %(workers)s::text[]) AS v(id, worker_id)
+FROM unnest(%(ids)b::bigint[], %(workers)b::text[]) AS v(id, worker_id)
 WHERE r.id = v.id AND r.state = 'pending'
 RETURNING r.id;
 
 -- name: attempts_upsert_dispatched
 INSERT INTO run_attempts (run_id, attempt, worker_id, epoch, state, dispatched_at)
 SELECT r.id, r.attempt, r.worker_id, r.epoch, 'dispatched', r.dispatched_at
-FROM runs r WHERE r.id = ANY(%(ids)s::bigint[])
+FROM runs r WHERE r.id = ANY(%(ids)b::bigint[])
 ON CONFLICT (run_id, attempt) DO UPDATE
 SET worker_id = EXCLUDED.worker_id, epoch = EXCLUDED.epoch, state = 'dispatched',
     dispatched_at = EXCLUDED.dispatched_at;
@@ -261,17 +265,17 @@ SET worker_id = EXCLUDED.worker_id, epoch = EXCLUDED.epoch, state = 'dispatched'
 -- (runs_lock_for_results): a `true` often ends, and its result is being stored, before its
 -- batch is marked running.
 WITH locked AS MATERIALIZED (
-  SELECT id FROM runs WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id FOR NO KEY UPDATE
+  SELECT id FROM runs WHERE id = ANY(%(ids)b::bigint[]) ORDER BY id FOR NO KEY UPDATE
 )
 UPDATE runs r SET state = 'running', started_at = v.started_at
-FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(started)s::timestamptz[])
+FROM unnest(%(ids)b::bigint[], %(attempts)b::int[], %(started)b::timestamptz[])
      AS v(id, attempt, started_at)
 WHERE (SELECT count(*) FROM locked) >= 0
   AND r.id = v.id AND r.attempt = v.attempt AND r.state = 'dispatched';
 
 -- name: attempts_mark_running
 UPDATE run_attempts a SET state = 'running', started_at = v.started_at
-FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(started)s::timestamptz[])
+FROM unnest(%(ids)b::bigint[], %(attempts)b::int[], %(started)b::timestamptz[])
      AS v(id, attempt, started_at)
 WHERE a.run_id = v.id AND a.attempt = v.attempt AND a.state = 'dispatched';
 
@@ -319,7 +323,7 @@ SET state = EXCLUDED.state, started_at = COALESCE(EXCLUDED.started_at, run_attem
 SELECT r.id, r.attempt, r.state, r.worker_id, r.cancel_requested, r.max_retries,
        r.dag_run_id, COALESCE(j.retry_backoff_seconds, 10) AS retry_backoff_seconds
 FROM runs r LEFT JOIN jobs j ON j.id = r.job_id
-WHERE r.id = ANY(%(ids)s::bigint[])
+WHERE r.id = ANY(%(ids)b::bigint[])
 ORDER BY r.id
 FOR UPDATE OF r;
 
@@ -329,10 +333,10 @@ INSERT INTO run_attempts (run_id, attempt, worker_id, state, started_at, finishe
                           exit_code, output, output_truncated, error)
 SELECT v.id, v.attempt, v.worker_id, v.state, v.started_at, v.finished_at, v.exit_code,
        v.output, v.output_truncated, v.error
-FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(worker_ids)s::text[],
-            %(states)s::text[], %(started)s::timestamptz[], %(finished)s::timestamptz[],
-            %(exit_codes)s::int[], %(outputs)s::text[], %(truncated)s::boolean[],
-            %(errors)s::text[])
+FROM unnest(%(ids)b::bigint[], %(attempts)b::int[], %(worker_ids)b::text[],
+            %(states)b::text[], %(started)b::timestamptz[], %(finished)b::timestamptz[],
+            %(exit_codes)b::int[], %(outputs)b::text[], %(truncated)b::boolean[],
+            %(errors)b::text[])
      AS v(id, attempt, worker_id, state, started_at, finished_at, exit_code, output,
           output_truncated, error)
 ON CONFLICT (run_id, attempt) DO UPDATE
@@ -346,9 +350,9 @@ SET state = EXCLUDED.state, started_at = COALESCE(EXCLUDED.started_at, run_attem
 UPDATE runs r SET state = v.state, exit_code = v.exit_code, output = v.output,
     output_truncated = v.output_truncated, error = v.error,
     started_at = COALESCE(v.started_at, r.started_at), finished_at = v.finished_at
-FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(states)s::text[],
-            %(exit_codes)s::int[], %(outputs)s::text[], %(truncated)s::boolean[],
-            %(errors)s::text[], %(started)s::timestamptz[], %(finished)s::timestamptz[])
+FROM unnest(%(ids)b::bigint[], %(attempts)b::int[], %(states)b::text[],
+            %(exit_codes)b::int[], %(outputs)b::text[], %(truncated)b::boolean[],
+            %(errors)b::text[], %(started)b::timestamptz[], %(finished)b::timestamptz[])
      AS v(id, attempt, state, exit_code, output, output_truncated, error, started_at,
           finished_at)
 WHERE r.id = v.id AND r.attempt = v.attempt AND r.state IN ('dispatched', 'running');
@@ -359,9 +363,9 @@ UPDATE runs r SET state = 'pending', attempt = r.attempt + 1, worker_id = NULL,
     dispatched_at = NULL, started_at = NULL, finished_at = NULL,
     exit_code = v.exit_code, output = v.output, output_truncated = v.output_truncated,
     error = v.error, not_before = now() + make_interval(secs => v.delay)
-FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(exit_codes)s::int[],
-            %(outputs)s::text[], %(truncated)s::boolean[], %(errors)s::text[],
-            %(delays)s::double precision[])
+FROM unnest(%(ids)b::bigint[], %(attempts)b::int[], %(exit_codes)b::int[],
+            %(outputs)b::text[], %(truncated)b::boolean[], %(errors)b::text[],
+            %(delays)b::double precision[])
      AS v(id, attempt, exit_code, output, output_truncated, error, delay)
 WHERE r.id = v.id AND r.attempt = v.attempt AND r.state IN ('dispatched', 'running');
 
@@ -399,10 +403,10 @@ WHERE state IN ('dispatched', 'running') GROUP BY worker_id;
 -- Locks in id order first (see jobs_advance): a heartbeat lists the runs the leader's
 -- delivery may be marking running at the same moment.
 WITH locked AS MATERIALIZED (
-  SELECT id FROM runs WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id FOR NO KEY UPDATE
+  SELECT id FROM runs WHERE id = ANY(%(ids)b::bigint[]) ORDER BY id FOR NO KEY UPDATE
 )
 UPDATE runs r SET state = 'running', started_at = COALESCE(r.started_at, now())
-FROM unnest(%(ids)s::bigint[], %(attempts)s::int[]) AS v(id, attempt)
+FROM unnest(%(ids)b::bigint[], %(attempts)b::int[]) AS v(id, attempt)
 WHERE (SELECT count(*) FROM locked) >= 0
   AND r.id = v.id AND r.attempt = v.attempt AND r.state = 'dispatched'
   AND r.worker_id = %(worker_id)s;
