@@ -100,15 +100,19 @@ def skip_backlog(url: str, name_prefix: str) -> int:
     for minutes.
     """
     with psycopg.connect(url, autocommit=True) as conn:
-        cur = conn.execute(
-            "WITH locked AS MATERIALIZED ("
-            " SELECT r.id FROM runs r JOIN jobs j ON j.id = r.job_id"
-            " WHERE j.name LIKE %s AND r.state = 'pending'"
-            " ORDER BY r.id FOR NO KEY UPDATE OF r) "
-            "UPDATE runs SET state = 'skipped', error = 'bench: phase over', finished_at = now() "
-            "WHERE id = ANY(ARRAY(SELECT id FROM locked)) AND state = 'pending'",
-            (name_prefix + "%",),
-        )
+        try:
+            cur = conn.execute(
+                "WITH locked AS MATERIALIZED ("
+                " SELECT r.id FROM runs r JOIN jobs j ON j.id = r.job_id"
+                " WHERE j.name LIKE %s AND r.state = 'pending'"
+                " ORDER BY r.id FOR NO KEY UPDATE OF r) "
+                "UPDATE runs SET state = 'skipped', error = 'bench: phase over', "
+                "finished_at = now() "
+                "WHERE id = ANY(ARRAY(SELECT id FROM locked)) AND state = 'pending'",
+                (name_prefix + "%",),
+            )
+        except psycopg.errors.DeadlockDetected:
+            return 0  # not expected (see above); end_phase simply calls again
         return cur.rowcount
 
 
