@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import re
 import select
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import AsyncConnection
@@ -22,6 +22,11 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CONFLICT_ATTEMPTS = 3
+"""Tries of a transaction PostgreSQL rolls back to settle a conflict (see :func:`transact`)."""
 
 IDLE_IN_TX_MS = 3000
 
@@ -111,6 +116,35 @@ def rolled_back(exc: BaseException) -> bool:
     TransactionRollback class.
     """
     return isinstance(exc, psycopg.Error) and (exc.sqlstate or "").startswith("40")
+
+
+async def transact(
+    pool: AsyncConnectionPool,
+    work: Callable[[AsyncConnection[Any]], Awaitable[T]],
+    attempts: int = CONFLICT_ATTEMPTS,
+) -> T:
+    """``work`` in one transaction on a pooled connection, run again at once (up to
+    ``attempts`` in all) when PostgreSQL rolls it back to settle a conflict: a deadlock
+    with another statement locking some of the same rows, say. Left to the caller's
+    caller (a worker resending its results), it would wait out a backoff and could lose
+    the same race again. Any other error, or the last conflict, is raised.
+    """
+    for _ in range(attempts - 1):
+        try:
+            return await _in_transaction(pool, work)
+        except Exception as exc:
+            if not rolled_back(exc):
+                raise
+            log.info("transaction rolled back, running it again: %s", str(exc).splitlines()[0])
+    return await _in_transaction(pool, work)
+
+
+async def _in_transaction(
+    pool: AsyncConnectionPool, work: Callable[[AsyncConnection[Any]], Awaitable[T]]
+) -> T:
+    async with pool.connection() as conn:
+        async with conn.transaction():
+            return await work(conn)
 
 
 async def check_pooled(conn: AsyncConnection[Any]) -> None:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import grpc
 from psycopg_pool import AsyncConnectionPool
 
-from common.db import rolled_back
+from common.db import transact
 from common.logging import ctx
 from common.repo import leadership
 from common.repo import runs as runs_repo
@@ -30,9 +30,6 @@ log = logging.getLogger(__name__)
 FINAL_STATES = {"succeeded", "failed", "timed_out", "cancelled"}
 BATCH_LOG_INTERVAL = 60.0
 """Seconds between the INFO summaries of stored result batches (each batch is DEBUG)."""
-STORE_ATTEMPTS = 3
-"""Tries of a batch of results PostgreSQL rolls back to settle a conflict (then the worker
-keeps it spooled and sends it again after its backoff)."""
 
 
 def _ts(value: float) -> datetime | None:
@@ -84,9 +81,8 @@ class ControllerService(pb_grpc.ControllerServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT, f"state: {request.state!r} is not final"
             )
         try:
-            async with self.pool.connection() as conn:
-                async with conn.transaction():
-                    outcome = await runs_repo.finish_attempt(conn, _attempt_result(request))
+            result = _attempt_result(request)
+            outcome = await transact(self.pool, lambda conn: runs_repo.finish_attempt(conn, result))
         except Exception as exc:  # noqa: BLE001 - kept in the worker's spool, retried
             log.warning("result not stored: %s", exc, extra=ctx(run_id=request.run_id))
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"database unavailable: {exc}")
@@ -145,23 +141,9 @@ class ControllerService(pb_grpc.ControllerServiceServicer):
         return pb.ReportResultsReply(replies=replies)
 
     async def _store(self, results: list[runs_repo.AttemptResult]) -> list[str]:
-        """One transaction; run again at once when PostgreSQL rolls it back to settle a
-        deadlock (another statement locking some of the same runs in another order): left
-        to the worker, the batch waited out its backoff and could lose the same race again.
-        """
         if not results:
             return []
-        for attempt in range(1, STORE_ATTEMPTS + 1):
-            try:
-                async with self.pool.connection() as conn:
-                    async with conn.transaction():
-                        return await runs_repo.finish_attempts(conn, results)
-            except Exception as exc:
-                if attempt == STORE_ATTEMPTS or not rolled_back(exc):
-                    raise
-                first_line = str(exc).splitlines()[0]
-                log.info("results batch rolled back, storing it again: %s", first_line)
-        raise AssertionError("unreachable")
+        return await transact(self.pool, lambda conn: runs_repo.finish_attempts(conn, results))
 
     def _count(self, outcome: str) -> None:
         self.metrics.results.labels(outcome).inc()

@@ -24,6 +24,7 @@ from controller.grpc_service import ControllerService
 from controller.metrics import ControllerMetrics
 from proto import chronoraft_pb2 as pb
 from proto import chronoraft_pb2_grpc as pb_grpc
+from tests.integration.pg_locks import waiting_for_a_lock
 from worker.controllers import ControllerPool
 from worker.metrics import WorkerMetrics
 from worker.reporter import Reporter
@@ -295,7 +296,7 @@ async def test_a_batch_rolled_back_by_a_deadlock_is_stored_again_at_once(
                     pb.ReportResultsRequest(results=[_result(first), _result(second)]), None
                 )
             )
-            await _waiting_for_a_lock(database_url)  # holds the first, waits for the second
+            await waiting_for_a_lock(database_url)  # holds the first, waits for the second
             await other.execute("SELECT 1 FROM runs WHERE id = %s FOR UPDATE", (first,))
             await other.commit()
             reply = await asyncio.wait_for(storing, 15)
@@ -304,17 +305,3 @@ async def test_a_batch_rolled_back_by_a_deadlock_is_stored_again_at_once(
     assert [(r.acknowledged, r.detail) for r in reply.replies] == [(True, "recorded")] * 2
     runs, attempts = await _stored(database_url, [first, second])
     assert [r["state"] for r in runs] == ["succeeded", "succeeded"] and attempts == 2
-
-
-async def _waiting_for_a_lock(url: str) -> None:
-    """Until some session of this database waits for a row lock."""
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        for _ in range(500):
-            cur = await conn.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if (await cur.fetchone())[0]:
-                return
-            await asyncio.sleep(0.02)
-    raise AssertionError("the results transaction never waited for a row lock")

@@ -18,6 +18,7 @@ from psycopg.rows import dict_row
 from common.repo import jobs as jobs_repo
 from common.repo import runs as runs_repo
 from common.repo import workers as workers_repo
+from tests.integration.pg_locks import waiting_for_a_lock
 
 
 def _jobs(url: str, count: int) -> list[int]:
@@ -33,19 +34,6 @@ def _jobs(url: str, count: int) -> list[int]:
         # the rows against id order, as it does on any table with some history.
         conn.execute("UPDATE jobs SET description = 'edited' WHERE id = %s", (ids[0],))
     return ids
-
-
-async def _waiting_for_a_lock(url: str, pid: int) -> None:
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        for _ in range(500):
-            cur = await conn.execute(
-                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
-            )
-            row = await cur.fetchone()
-            if row and row[0] == "Lock":
-                return
-            await asyncio.sleep(0.02)
-    raise AssertionError("the second transaction never waited for a row lock")
 
 
 def test_advance_and_count_skips_lock_rows_in_the_same_order(database_url: str) -> None:
@@ -71,7 +59,7 @@ def test_advance_and_count_skips_lock_rows_in_the_same_order(database_url: str) 
                     [0, 0],
                 )
             )
-            await _waiting_for_a_lock(database_url, tick.info.backend_pid)
+            await waiting_for_a_lock(database_url, tick.info.backend_pid)
             # ... and the dispatcher now wants the second one too: with the tick holding
             # it while waiting for the first, this was a deadlock.
             await jobs_repo.count_skips(dispatcher, {second: jobs_repo.SkipCounts(overlap=1)})
@@ -166,7 +154,7 @@ def test_marking_a_batch_running_and_storing_its_results_lock_runs_in_the_same_o
             marking = asyncio.create_task(
                 runs_repo.mark_running(delivery, [(second, 1, now), (first, 1, now)])
             )
-            await _waiting_for_a_lock(database_url, delivery.info.backend_pid)
+            await waiting_for_a_lock(database_url, delivery.info.backend_pid)
             # ... and the next results batch, of the same transaction, holds the second.
             assert await runs_repo.finish_attempts(results, [ended(second)]) == ["recorded"]
             await results.commit()
@@ -202,7 +190,7 @@ def test_a_heartbeat_and_a_delivery_lock_runs_in_the_same_order(database_url: st
                     draining=False,
                 )
             )
-            await _waiting_for_a_lock(database_url, heartbeat.info.backend_pid)
+            await waiting_for_a_lock(database_url, heartbeat.info.backend_pid)
             # ... and the next delivery, in the same transaction, marks the second.
             await runs_repo.mark_running(delivery, [(second, 1, now)])
             await delivery.commit()
