@@ -26,12 +26,25 @@ class ClusterError(RuntimeError):
     pass
 
 
-def free_port_block(n: int, low: int = 20000, high: int = 60000) -> int:
+def _ephemeral_low(default: int = 32768) -> int:
+    """The first port the kernel hands out to outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
+def free_port_block(n: int, low: int = 20000, high: int | None = None) -> int:
     """A base port such that base..base+n-1 are all free on 127.0.0.1 right now.
 
     Tests, the demo and the chaos run start whole clusters side by side; a random block
-    keeps them from colliding with each other and with `chronoraft up`'s defaults.
+    keeps them from colliding with each other and with `chronoraft up`'s defaults. The
+    block ends below the kernel's ephemeral range: a client polling a port inside it
+    before its server listens can be given that very port as its own and connect to
+    itself (TCP simultaneous open), reading back its own request ("BadStatusLine: GET
+    /api/v1/cluster" in a cluster test).
     """
+    high = min(60000, _ephemeral_low()) if high is None else high
     for _ in range(200):
         base = random.randrange(low, high - n)
         socks: list[socket.socket] = []

@@ -55,7 +55,7 @@ def process_gone(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             stat = fh.read()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before, or while, it was read
         return True
     return stat[stat.rfind(b")") + 2 :].split()[0] in (b"Z", b"X")
 
