@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -459,6 +460,7 @@ class LeaderLoop:
         started = time.perf_counter()
         rows: list[runs_repo.SlotRow] = []
         advances: list[tuple[HeapJob, datetime, int]] = []
+        actions: Counter[str] = Counter()  # one metric update per action, not per slot
         for job in due:
             try:
                 schedule = job.schedule
@@ -479,7 +481,7 @@ class LeaderLoop:
                         error=decision.reason if skipped else None,
                     )
                 )
-                self.metrics.slots.labels(decision.action).inc()
+                actions[decision.action] += 1
                 missed += skipped
             if plan.omitted_skips:
                 self.metrics.slots.labels("skip").inc(plan.omitted_skips)
@@ -488,6 +490,8 @@ class LeaderLoop:
                     extra=self._log(job_id=job.job_id, omitted=plan.omitted_skips),
                 )
             advances.append((job, plan.next_fire_at, missed))
+        for action, count in actions.items():
+            self.metrics.slots.labels(action).inc(count)
         try:
             async with fenced(self.pool, self.epoch) as conn:
                 await runs_repo.insert_slots(conn, rows)

@@ -88,7 +88,7 @@ async def test_a_slot_can_only_have_one_run_whoever_inserts_it(database_url: str
     row = runs_repo.SlotRow(job_id=job["id"], slot=slot, trigger="schedule", state="pending")
     first = await runs_repo.insert_slots(conn, [row])
     again = await runs_repo.insert_slots(conn, [row, row])
-    assert len(first) == 1 and again == []
+    assert first == 1 and again == 0
     with pytest.raises(psycopg.errors.UniqueViolation):
         await conn.execute(
             "INSERT INTO runs (job_id, scheduled_for, trigger, state)"

@@ -9,12 +9,14 @@ jobs, started nothing at all.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
+from common.catchup import ON_TIME_GRACE
 from common.db import q
 from common.repo import runs as runs_repo
 from controller.local_cluster import LocalCluster
@@ -29,6 +31,33 @@ def _job(conn: psycopg.Connection[Any], name: str, priority: int = 0) -> int:
     ).fetchone()
     assert row is not None
     return int(row["id"])
+
+
+def _insert_slots(conn: psycopg.Connection[Any], job_id: int, slots: list[datetime]) -> None:
+    """Pending slot runs, written by the statement the leader's tick uses."""
+    conn.execute(
+        q("runs_insert_slots"),
+        {
+            "job_ids": [job_id] * len(slots),
+            "slots": slots,
+            "triggers": ["schedule"] * len(slots),
+            "states": ["pending"] * len(slots),
+            "lates": [False] * len(slots),
+            "errors": [None] * len(slots),
+            "grace": ON_TIME_GRACE,
+        },
+    )
+
+
+def _slot_run(conn: psycopg.Connection[Any], job_id: int, slot: datetime) -> int:
+    _insert_slots(conn, job_id, [slot])
+    row = (
+        conn.cursor(row_factory=tuple_row)
+        .execute("SELECT id FROM runs WHERE job_id = %s AND scheduled_for = %s", (job_id, slot))
+        .fetchone()
+    )
+    assert row is not None
+    return int(row[0])
 
 
 def test_claim_takes_higher_priority_first_and_runs_carry_their_jobs_priority(
@@ -65,10 +94,17 @@ def test_claim_order_comes_from_an_index_not_a_sort_of_the_backlog(database_url:
 def test_claim_walks_the_index_when_statistics_say_the_queue_is_empty(database_url: str) -> None:
     """The queue grows by thousands of runs a second, faster than autovacuum analyzes it:
     with statistics from when it was empty the planner chose a bitmap scan, a join for every
-    pending run and a sort (525 ms a batch at 135,000 pending, so nothing was dispatched).
-    auto_explain shows the plan claim_pending really ran."""
+    pending run and a sort (525 ms a batch at 135,000 pending, so nothing was dispatched),
+    and marking a batch dispatched read every pending run through runs_pending (22 of 29 ms
+    a batch at 60,000 pending). auto_explain shows the plans the dispatcher really ran."""
     with psycopg.connect(database_url, row_factory=dict_row, autocommit=True) as conn:
         job = _job(conn, "busy")
+        conn.execute(  # a history, as any cluster that has run a while has
+            "INSERT INTO runs (job_id, scheduled_for, trigger, state, max_retries) "
+            "SELECT %s, now() - interval '1 day' - make_interval(secs => g), 'schedule', "
+            "'succeeded', 0 FROM generate_series(1, 100000) g",
+            (job,),
+        )
         conn.execute("ANALYZE runs")  # statistics of an empty queue
         conn.execute(
             "INSERT INTO runs (job_id, scheduled_for, trigger, state, max_retries, not_before) "
@@ -77,7 +113,7 @@ def test_claim_walks_the_index_when_statistics_say_the_queue_is_empty(database_u
             (job,),
         )
 
-    async def claimed_plan() -> tuple[int, str]:
+    async def dispatched_plans() -> tuple[int, int, str, str]:
         async with await psycopg.AsyncConnection.connect(
             database_url, row_factory=dict_row
         ) as aconn:
@@ -87,14 +123,82 @@ def test_claim_walks_the_index_when_statistics_say_the_queue_is_empty(database_u
             await aconn.execute("SET auto_explain.log_min_duration = 0")
             await aconn.execute("SET client_min_messages = log")
             claimed = await runs_repo.claim_pending(aconn, 256)
+            marked = await runs_repo.mark_dispatched(
+                aconn, [(int(r["id"]), "w1") for r in claimed], epoch=1
+            )
             await aconn.rollback()
-            plans = [n for n in notices if "runs_claim_pending" in n or "Walks the" in n]
-            return len(claimed), "\n".join(plans)
 
-    count, plan = asyncio.run(claimed_plan())
-    assert count == 256
-    assert "Index Scan using runs_pending" in plan, plan
-    assert "Sort" not in plan and "Bitmap" not in plan, plan
+            def plan_of(marker: str) -> str:
+                return "\n".join(n for n in notices if marker in n)
+
+            return (
+                len(claimed),
+                len(marked),
+                plan_of("Walks the runs_pending index"),
+                plan_of("that lock is the guard"),
+            )
+
+    claimed, marked, claim_plan, mark_plan = asyncio.run(dispatched_plans())
+    assert claimed == marked == 256
+    assert "Index Scan using runs_pending" in claim_plan, claim_plan
+    assert "Sort" not in claim_plan and "Bitmap" not in claim_plan, claim_plan
+    scans = [line for line in mark_plan.splitlines() if "Scan" in line]
+    assert any("Index Scan using runs_pkey on runs" in line for line in scans), mark_plan
+    assert not any("runs_pending" in line or "runs_state" in line for line in scans), mark_plan
+
+
+def test_the_overdue_sweep_walks_only_the_runs_past_their_deadline(database_url: str) -> None:
+    """The sweep runs every second under overload, when the queue is longest: it used to test
+    every pending run against its job's window (127 ms a sweep at ~40,000 pending runs, all
+    still in their window, returning none). Each slot's run now carries its deadline."""
+    now = datetime.now(UTC)
+    with psycopg.connect(database_url, row_factory=dict_row, autocommit=True) as conn:
+        short = _job(conn, "sweep-short")  # catch-up window 60 s (the default)
+        long = _job(conn, "sweep-long")
+        conn.execute("UPDATE jobs SET catchup_window_seconds = 300 WHERE id = %s", (long,))
+        overdue = _slot_run(conn, short, now - timedelta(minutes=2))
+        _slot_run(conn, long, now - timedelta(minutes=2))
+        retried = _slot_run(conn, short, now - timedelta(minutes=3))
+        conn.execute("UPDATE runs SET state = 'dispatched' WHERE id = %s", (retried,))
+        retry = {
+            "id": retried,
+            "attempt": 1,
+            "delay": 0,
+            "exit_code": 1,
+            "output": "",
+            "output_truncated": False,
+            "error": "exit 1",
+        }
+        assert conn.execute(q("run_retry"), retry).rowcount == 1  # a retry has no deadline
+        conn.execute(
+            "INSERT INTO runs (job_id, scheduled_for, trigger, state, max_retries) "
+            "VALUES (%s, now() - interval '2 minutes', 'manual', 'pending', 0)",
+            (short,),
+        )
+        queue = 20_000  # in their window: the sweep must not walk them
+        _insert_slots(conn, short, [now - timedelta(milliseconds=g) for g in range(1, queue)])
+        conn.execute("ANALYZE runs")
+
+    async def swept() -> tuple[list[int], str]:
+        async with await psycopg.AsyncConnection.connect(
+            database_url, row_factory=dict_row
+        ) as aconn:
+            notices: list[str] = []
+            aconn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+            await aconn.execute("LOAD 'auto_explain'")
+            await aconn.execute("SET auto_explain.log_min_duration = 0")
+            await aconn.execute("SET client_min_messages = log")
+            rows = await runs_repo.overdue_slots(aconn, ON_TIME_GRACE, 10_000)
+            await aconn.rollback()
+            plans = [n for n in notices if "Slot runs that can no longer start" in n]
+            return [int(r["id"]) for r in rows], "\n".join(plans)
+
+    ids, plan = asyncio.run(swept())
+    assert ids == [overdue]
+    assert "runs_start_deadline" in plan, plan
+    with psycopg.connect(database_url, autocommit=True) as conn:  # an edit widens the window
+        conn.execute("UPDATE jobs SET catchup_window_seconds = 600 WHERE id = %s", (short,))
+    assert asyncio.run(swept())[0] == []
 
 
 @pytest.mark.cluster
@@ -109,26 +213,21 @@ def test_slots_past_their_window_are_skipped_not_started(shared_cluster: LocalCl
         return job
 
     short, long = create(), create(catchup_window="5m")
+    now = datetime.now(UTC)
     with psycopg.connect(shared_cluster.database_url, autocommit=True) as conn:
-
-        def old_run(job_id: int, trigger: str) -> int:
-            row = conn.execute(
-                "INSERT INTO runs (job_id, scheduled_for, trigger, state, max_retries) "
-                "VALUES (%s, now() - interval '2 minutes', %s, 'pending', 0) RETURNING id",
-                (job_id, trigger),
-            ).fetchone()
-            assert row is not None
-            return int(row[0])
-
-        too_late = old_run(short["id"], "schedule")
-        asked_for = old_run(short["id"], "manual")
-        in_window = old_run(long["id"], "schedule")
-        backlog = 2_000  # more than a dispatch batch: skipped in bulk by the overdue sweep
-        conn.execute(
+        # Slot runs are written as the leader's tick writes them (with their deadline).
+        too_late = _slot_run(conn, short["id"], now - timedelta(minutes=2))
+        in_window = _slot_run(conn, long["id"], now - timedelta(minutes=2))
+        row = conn.execute(
             "INSERT INTO runs (job_id, scheduled_for, trigger, state, max_retries) "
-            "SELECT %s, now() - make_interval(mins => 3, secs => g), 'schedule', 'pending', 0 "
-            "FROM generate_series(1, %s) g",
-            (short["id"], backlog),
+            "VALUES (%s, now() - interval '2 minutes', 'manual', 'pending', 0) RETURNING id",
+            (short["id"],),
+        ).fetchone()
+        assert row is not None
+        asked_for = int(row[0])
+        backlog = 2_000  # more than a dispatch batch: skipped in bulk by the overdue sweep
+        _insert_slots(
+            conn, short["id"], [now - timedelta(minutes=3, seconds=g) for g in range(backlog)]
         )
         conn.execute("NOTIFY chronoraft_runs, 'test'")
 
