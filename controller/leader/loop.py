@@ -75,6 +75,12 @@ def db_fault(exc: BaseException) -> Literal["conflict", "outage"] | None:
 WAIT_RECHECK_SECONDS = 0.5
 DELIVERIES_IN_FLIGHT = 4
 """Dispatched batches whose RunTasks may be under way at once."""
+RUNNING_MARK_DELAY = 0.25
+"""How long workers' "started" answers are gathered before one transaction marks them
+running. A run that ends sooner, as most short commands do, goes from dispatched straight to
+its result (which carries its start time): one write fewer of its row and of its attempt,
+and 75 % of the runs took that write at 1,300 `true` runs a second. A longer run shows
+running this much later; a leader that dies first leaves it to the worker's heartbeat."""
 STRANDED_RECHECK_SECONDS = 1.0
 """How long a run no live worker can take (labels, allowlist) steps aside before a recheck."""
 WARNED_RUNS_KEPT = 10_000
@@ -241,6 +247,9 @@ class LeaderLoop:
         self._deliveries: set[asyncio.Task[None]] = set()
         self._delivery_room = asyncio.Semaphore(DELIVERIES_IN_FLIGHT)
         self._delivery_error: BaseException | None = None
+        self._started: list[tuple[int, int, datetime]] = []
+        """(run_id, attempt, started_at) accepted by workers, not yet marked running."""
+        self._wake_marker = asyncio.Event()
         """Worker addresses that answered RunTasks with UNIMPLEMENTED (older workers)."""
         self._warned_nowhere: dict[int, None] = {}
         """Pending runs already logged as allowed by no live worker (insertion-ordered, capped)."""
@@ -258,6 +267,7 @@ class LeaderLoop:
             asyncio.create_task(self._listen(), name="listen"),
             asyncio.create_task(self._scheduler(), name="scheduler"),
             asyncio.create_task(self._dispatcher(), name="dispatcher"),
+            asyncio.create_task(self._running_marker(), name="running-marker"),
             asyncio.create_task(self._reaper(), name="reaper"),
             asyncio.create_task(self._dag_advancer(), name="dag-advancer"),
         ]
@@ -698,8 +708,8 @@ class LeaderLoop:
     async def _deliver_batch(
         self, assignments: list[tuple[dict[str, Any], placement.WorkerSlot]]
     ) -> None:
-        """RunTasks to every worker of a batch at once, then one transaction marks the
-        started runs running."""
+        """RunTasks to every worker of a batch at once; the started runs are handed to the
+        running marker."""
         try:
             by_worker: dict[str, tuple[placement.WorkerSlot, list[dict[str, Any]]]] = {}
             for run, worker in assignments:
@@ -708,11 +718,30 @@ class LeaderLoop:
                 *(self._deliver(worker, runs) for worker, runs in by_worker.values())
             )
             started = [took for answer in answers for took in answer if took is not None]
-            if started:  # one transaction for the whole batch, not one per run
-                async with fenced(self.pool, self.epoch) as conn:
-                    await runs_repo.mark_running(conn, started)
+            if started:
+                self._started.extend(started)
+                self._wake_marker.set()
         finally:
             self._delivery_room.release()
+
+    async def _running_marker(self) -> None:
+        """Mark the started runs running, RUNNING_MARK_DELAY at a time, one transaction each."""
+        delay = 0.1
+        while True:
+            await self._wake_marker.wait()
+            await asyncio.sleep(RUNNING_MARK_DELAY)
+            self._wake_marker.clear()
+            started, self._started = self._started, []
+            try:
+                async with fenced(self.pool, self.epoch) as conn:
+                    await runs_repo.mark_running(conn, started)
+                delay = 0.1
+            except Fenced:
+                raise
+            except Exception as exc:  # noqa: BLE001 - kept for the next try
+                self._started[:0] = started
+                self._wake_marker.set()
+                delay = await self._guard("running marker", exc, delay)
 
     def _delivery_done(self, task: asyncio.Task[None]) -> None:
         """A delivery's failure is the dispatcher's: it re-raises it (Fenced ends the loop,
