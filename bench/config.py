@@ -38,7 +38,7 @@ SIZES: dict[str, tuple[Any, Any]] = {
     "scale_duration": (20.0, 3.0),
     # end to end
     "e2e_workers": ([1, 2, 3, 4], [1, 2]),
-    "e2e_jobs": ([1500, 3000], [200]),
+    "e2e_jobs": ([2000, 3000], [200]),
     "e2e_duration": (15.0, 2.0),
     "api_duration": (10.0, 1.0),
     "api_rate": (1000, 200),
@@ -107,7 +107,7 @@ def parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("end_to_end")
     g.add_argument("--e2e-workers", type=_ints, help="worker counts (1,2,3,4)")
     g.add_argument(
-        "--e2e-jobs", type=_ints, help="per-second jobs offered, each more than fits (1500,3000)"
+        "--e2e-jobs", type=_ints, help="per-second jobs offered, each more than fits (2000,3000)"
     )
     g.add_argument("--e2e-duration", type=float, help="window per worker count, s")
     g.add_argument("--api-concurrency", type=int, default=16, help="client concurrency (16)")
