@@ -256,7 +256,6 @@ async def mark_running(
         "started": [s[2] for s in started],
     }
     await conn.execute(q("runs_mark_running"), params)
-    await conn.execute(q("attempts_mark_running"), params)
 
 
 async def requeue_same_attempt(

@@ -244,13 +244,13 @@ class LeaderLoop:
         self._listening = asyncio.Event()
         self._suspect_until: dict[str, float] = {}
         self._single_task_workers: set[str] = set()
+        """Worker addresses that answered RunTasks with UNIMPLEMENTED (older workers)."""
         self._deliveries: set[asyncio.Task[None]] = set()
         self._delivery_room = asyncio.Semaphore(DELIVERIES_IN_FLIGHT)
         self._delivery_error: BaseException | None = None
         self._started: list[tuple[int, int, datetime]] = []
         """(run_id, attempt, started_at) accepted by workers, not yet marked running."""
         self._wake_marker = asyncio.Event()
-        """Worker addresses that answered RunTasks with UNIMPLEMENTED (older workers)."""
         self._warned_nowhere: dict[int, None] = {}
         """Pending runs already logged as allowed by no live worker (insertion-ordered, capped)."""
         self._reap_not_before = time.monotonic() + settings.worker_lease

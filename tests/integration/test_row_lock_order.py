@@ -124,6 +124,14 @@ def _states(url: str, run_ids: list[int]) -> list[str]:
     return [row[0] for row in rows]
 
 
+def _attempt_states(url: str, run_ids: list[int]) -> list[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT state FROM run_attempts WHERE run_id = ANY(%s) AND attempt = 1", (run_ids,)
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
 def test_marking_a_batch_running_and_storing_its_results_lock_runs_in_the_same_order(
     database_url: str,
 ) -> None:
@@ -198,3 +206,34 @@ def test_a_heartbeat_and_a_delivery_lock_runs_in_the_same_order(database_url: st
 
     asyncio.run(scenario())
     assert _states(database_url, [first, second]) == ["running", "running"]
+    assert _attempt_states(database_url, [first, second]) == ["running", "running"]
+
+
+def test_a_heartbeat_marks_the_runs_it_reports_running_with_their_attempts(
+    database_url: str,
+) -> None:
+    """The leader marks started runs running a quarter of a second later, in batches; a
+    leader that dies first leaves it to the worker's heartbeat, which lists what it runs."""
+    reported, other = _dispatched_runs(database_url, 2)
+
+    async def scenario() -> None:
+        async with await psycopg.AsyncConnection.connect(
+            database_url, row_factory=dict_row
+        ) as conn:
+            await workers_repo.heartbeat(
+                conn,
+                worker_id="w1",
+                address="127.0.0.1:1",
+                labels={},
+                capacity=4,
+                running=[(reported, 1)],
+                version="test",
+                draining=False,
+            )
+
+    asyncio.run(scenario())
+    assert _states(database_url, [reported]) == ["running"]
+    assert _attempt_states(database_url, [reported]) == ["running"]
+    assert (
+        _states(database_url, [other]) == _attempt_states(database_url, [other]) == ["dispatched"]
+    )
