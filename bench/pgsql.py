@@ -162,6 +162,20 @@ def end_phase(url: str, name_prefix: str, timeout: float) -> int:
         time.sleep(0.25)
 
 
+def vacuum_run_tables(url: str) -> float:
+    """VACUUM (ANALYZE) the tables every run writes; returns the seconds it took.
+
+    Between steps of a saturation benchmark: each step leaves hundreds of thousands of dead
+    row versions, and autovacuum's round over them (runs has 11 indexes) otherwise lands
+    inside whichever step's window it happens to fall on (PostgreSQL from ~25 % to ~75 % CPU
+    for that step), and the step after it plans with statistics of the one before.
+    """
+    started = time.monotonic()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE) runs, run_attempts, jobs")
+    return time.monotonic() - started
+
+
 def fires(url: str, name_prefix: str, t0: float, t1: float) -> list[Fire]:
     """Every run of these jobs with a slot in ``[t0, t1)``: slot, start, state."""
     with psycopg.connect(url, autocommit=True) as conn:
