@@ -9,6 +9,8 @@ jobs, started nothing at all.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -58,6 +60,20 @@ def _slot_run(conn: psycopg.Connection[Any], job_id: int, slot: datetime) -> int
     )
     assert row is not None
     return int(row[0])
+
+
+@asynccontextmanager
+async def _explaining(
+    database_url: str,
+) -> AsyncIterator[tuple[psycopg.AsyncConnection[dict[str, Any]], list[str]]]:
+    """A connection whose every statement's plan, as run, lands in the list (auto_explain)."""
+    async with await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row) as aconn:
+        notices: list[str] = []
+        aconn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+        await aconn.execute("LOAD 'auto_explain'")
+        await aconn.execute("SET auto_explain.log_min_duration = 0")
+        await aconn.execute("SET client_min_messages = log")
+        yield aconn, notices
 
 
 def test_claim_takes_higher_priority_first_and_runs_carry_their_jobs_priority(
@@ -114,14 +130,7 @@ def test_claim_walks_the_index_when_statistics_say_the_queue_is_empty(database_u
         )
 
     async def dispatched_plans() -> tuple[int, int, str, str]:
-        async with await psycopg.AsyncConnection.connect(
-            database_url, row_factory=dict_row
-        ) as aconn:
-            notices: list[str] = []
-            aconn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
-            await aconn.execute("LOAD 'auto_explain'")
-            await aconn.execute("SET auto_explain.log_min_duration = 0")
-            await aconn.execute("SET client_min_messages = log")
+        async with _explaining(database_url) as (aconn, notices):
             claimed = await runs_repo.claim_pending(aconn, 256)
             marked = await runs_repo.mark_dispatched(
                 aconn, [(int(r["id"]), "w1") for r in claimed], epoch=1
@@ -180,14 +189,7 @@ def test_the_overdue_sweep_walks_only_the_runs_past_their_deadline(database_url:
         conn.execute("ANALYZE runs")
 
     async def swept() -> tuple[list[int], str]:
-        async with await psycopg.AsyncConnection.connect(
-            database_url, row_factory=dict_row
-        ) as aconn:
-            notices: list[str] = []
-            aconn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
-            await aconn.execute("LOAD 'auto_explain'")
-            await aconn.execute("SET auto_explain.log_min_duration = 0")
-            await aconn.execute("SET client_min_messages = log")
+        async with _explaining(database_url) as (aconn, notices):
             rows = await runs_repo.overdue_slots(aconn, ON_TIME_GRACE, 10_000)
             await aconn.rollback()
             plans = [n for n in notices if "Slot runs that can no longer start" in n]
