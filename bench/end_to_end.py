@@ -3,10 +3,10 @@
 Runs: more per-second ``true`` jobs than the fleet can run are offered, so the count of
 runs that SUCCEEDED inside the window (``runs.finished_at``) is the fleet's throughput;
 workers are added one at a time (1 -> 4), each step with a fresh set of jobs, the previous
-step's backlog skipped and its dead rows vacuumed. Each step is run at every offered load: the slots the
-fleet cannot start yet wait in the queue (the jobs' catch-up window, 60 s, is longer than
-the window), and creating and queueing them takes the leader's and PostgreSQL's CPU from
-the runs, so the more is offered beyond what fits, the fewer run.
+step's backlog skipped and its dead rows vacuumed. Each step is run at every offered load:
+the slots the fleet cannot start yet wait in the queue (the jobs' catch-up window, 60 s, is
+longer than the window), and creating and queueing them takes the leader's and PostgreSQL's
+CPU from the runs, so the more is offered beyond what fits, the fewer run.
 Each figure is set against the bare spawn rate of the same number of processes measured by
 :mod:`bench.limits` in the same run.
 
