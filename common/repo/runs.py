@@ -245,15 +245,20 @@ async def mark_dispatched(
 
 
 async def mark_running(
-    conn: AsyncConnection[Any], started: list[tuple[int, int, datetime]]
+    conn: AsyncConnection[Any],
+    started: Sequence[tuple[int, int, datetime | None]],
+    worker_id: str | None = None,
 ) -> None:
-    """Inside the leader's transaction: (run_id, attempt, started_at) confirmed by workers."""
+    """Inside a transaction: (run_id, attempt, started_at) that workers say they started
+    move from dispatched to running, with their attempts. A heartbeat passes no start time
+    (the run keeps the one it has, else now) and its ``worker_id`` (only its own runs)."""
     if not started:
         return
     params = {
         "ids": [s[0] for s in started],
         "attempts": [s[1] for s in started],
         "started": [s[2] for s in started],
+        "worker_id": worker_id,
     }
     await conn.execute(q("runs_mark_running"), params)
 

@@ -8,6 +8,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from common.db import q
+from common.repo import runs as runs_repo
 
 
 async def heartbeat(
@@ -46,15 +47,7 @@ async def heartbeat(
             },
         )
         row = await cur.fetchone()
-        if running:
-            await conn.execute(
-                q("runs_mark_running_reported"),
-                {
-                    "ids": [r for r, _ in running],
-                    "attempts": [a for _, a in running],
-                    "worker_id": worker_id,
-                },
-            )
+        await runs_repo.mark_running(conn, [(r, a, None) for r, a in running], worker_id)
     return bool(row and row["registered"])
 
 

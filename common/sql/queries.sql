@@ -276,20 +276,24 @@ SET worker_id = EXCLUDED.worker_id, epoch = EXCLUDED.epoch, state = 'dispatched'
     dispatched_at = EXCLUDED.dispatched_at;
 
 -- name: runs_mark_running
--- Locks in id order first (see jobs_advance), as a batch of results does
--- (runs_lock_for_results): a `true` often ends, and its result is being stored, before its
--- batch is marked running. The attempts marked are the runs marked (`marked`), found by key:
--- written as a second update of the whole batch guarded by `a.state`, the planner's choice
--- between a key lookup per run and a scan of all attempts flipped with the table's growth
--- (11 ms a call for the few runs still unfinished when the marker came).
+-- Runs workers said they started: from the leader (with the start time each worker
+-- reported) or from a worker's heartbeat (no start time; only that worker's runs).
+-- Locks in id order first (see jobs_advance): a batch of results (runs_lock_for_results)
+-- and a heartbeat lock the same runs, as a `true` often ends, and its result is being
+-- stored, before its batch is marked running. The attempts marked are the runs marked
+-- (`marked`), found by key: written as a second update of the whole batch guarded by
+-- `a.state`, the planner's choice between a key lookup per run and a scan of all attempts
+-- flipped with the table's growth (11 ms a call for the few runs still unfinished when the
+-- leader's marker came).
 WITH locked AS MATERIALIZED (
   SELECT id FROM runs WHERE id = ANY(%(ids)b::bigint[]) ORDER BY id FOR NO KEY UPDATE
 ), marked AS (
-  UPDATE runs r SET state = 'running', started_at = v.started_at
+  UPDATE runs r SET state = 'running', started_at = COALESCE(v.started_at, r.started_at, now())
   FROM unnest(%(ids)b::bigint[], %(attempts)b::int[], %(started)b::timestamptz[])
        AS v(id, attempt, started_at)
   WHERE (SELECT count(*) FROM locked) >= 0
     AND r.id = v.id AND r.attempt = v.attempt AND r.state = 'dispatched'
+    AND (%(worker_id)s::text IS NULL OR r.worker_id = %(worker_id)s::text)
   RETURNING r.id, r.attempt, r.started_at
 )
 UPDATE run_attempts a SET state = 'running', started_at = m.started_at
@@ -415,24 +419,6 @@ WHERE r.state = 'dispatched'
 -- name: runs_active_counts
 SELECT worker_id, count(*) AS active FROM runs
 WHERE state IN ('dispatched', 'running') GROUP BY worker_id;
-
--- name: runs_mark_running_reported
--- Locks in id order first (see jobs_advance): a heartbeat lists the runs the leader's
--- delivery may be marking running at the same moment. Their attempts follow, as in
--- runs_mark_running.
-WITH locked AS MATERIALIZED (
-  SELECT id FROM runs WHERE id = ANY(%(ids)b::bigint[]) ORDER BY id FOR NO KEY UPDATE
-), marked AS (
-  UPDATE runs r SET state = 'running', started_at = COALESCE(r.started_at, now())
-  FROM unnest(%(ids)b::bigint[], %(attempts)b::int[]) AS v(id, attempt)
-  WHERE (SELECT count(*) FROM locked) >= 0
-    AND r.id = v.id AND r.attempt = v.attempt AND r.state = 'dispatched'
-    AND r.worker_id = %(worker_id)s
-  RETURNING r.id, r.attempt, r.started_at
-)
-UPDATE run_attempts a SET state = 'running', started_at = m.started_at
-FROM marked m
-WHERE a.run_id = m.id AND a.attempt = m.attempt;
 
 -- name: runs_state_counts
 SELECT state, count(*) AS n FROM runs GROUP BY state;
