@@ -188,7 +188,12 @@ async def active_total(conn: AsyncConnection[Any]) -> int:
 
 
 async def skip_pending(conn: AsyncConnection[Any], skips: list[tuple[int, str]]) -> None:
-    """Record pending runs as skipped, each with its reason (guarded on ``pending``)."""
+    """Record pending runs as skipped, each with its reason.
+
+    Only runs this transaction locked while pending (claimed, or read by
+    :func:`pending_of_jobs` or :func:`overdue_slots`): the lock is the guard, so the update
+    finds them by id alone, whatever the planner's statistics say about the queue.
+    """
     if skips:
         await conn.execute(
             q("runs_skip_pending"),
@@ -197,6 +202,7 @@ async def skip_pending(conn: AsyncConnection[Any], skips: list[tuple[int, str]])
 
 
 async def defer_pending(conn: AsyncConnection[Any], run_ids: list[int], delay: float) -> None:
+    """Move pending runs' ``not_before`` on; only runs locked as for :func:`skip_pending`."""
     if run_ids:
         await conn.execute(q("runs_defer_pending"), {"ids": run_ids, "delay": delay})
 
@@ -251,7 +257,11 @@ async def mark_running(
 ) -> None:
     """Inside a transaction: (run_id, attempt, started_at) that workers say they started
     move from dispatched to running, with their attempts. A heartbeat passes no start time
-    (the run keeps the one it has, else now) and its ``worker_id`` (only its own runs)."""
+    (the run keeps the one it has, else now) and its ``worker_id`` (only its own runs).
+
+    Runs another transaction holds (their results being stored, or marked by the leader and
+    a heartbeat at once) are passed over without waiting; one still running is in the
+    worker's next heartbeat."""
     if not started:
         return
     params = {

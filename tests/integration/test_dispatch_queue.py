@@ -156,6 +156,94 @@ def test_claim_walks_the_index_when_statistics_say_the_queue_is_empty(database_u
     assert not any("runs_pending" in line or "runs_state" in line for line in scans), mark_plan
 
 
+_QUEUE_INDEXES = ("runs_active", "runs_job_active", "runs_state_recent", "runs_pending")
+
+
+def _scans_by_state(plan: str) -> list[str]:
+    """The plan's scans of runs that walk a state's rows instead of finding runs by id."""
+    scans = [line for line in plan.splitlines() if " Scan " in line and " on runs" in line]
+    return [s for s in scans if "Seq Scan" in s or any(i in s for i in _QUEUE_INDEXES)]
+
+
+def test_results_and_marks_find_runs_by_id_when_statistics_say_none_are_active(
+    database_url: str,
+) -> None:
+    """Statistics are taken in a quiet moment (the bench's VACUUM ANALYZE between steps,
+    autovacuum between bursts) and then thousands of runs are dispatched a second. With
+    their state guards in the UPDATE itself, marking runs running and storing results
+    walked every active run (runs_active, runs_state_recent) and joined each to the batch:
+    85-150 ms a call at 1,500 runs a second, PostgreSQL's CPU tripled. Every statement of
+    those paths must find its runs by id; the guards are checked on the rows as locked."""
+    with psycopg.connect(database_url, row_factory=dict_row, autocommit=True) as conn:
+        job = _job(conn, "quiet-stats")
+        conn.execute("UPDATE jobs SET max_retries = 1 WHERE id = %s", (job,))
+        conn.execute(
+            "INSERT INTO runs (job_id, scheduled_for, trigger, state, max_retries) "
+            "SELECT %s, now() - interval '1 day' - make_interval(secs => g), 'schedule', "
+            "'succeeded', 0 FROM generate_series(1, 100000) g",
+            (job,),
+        )
+        conn.execute("ANALYZE runs")  # nothing active, nothing pending
+        active = [
+            int(row["id"])
+            for row in conn.execute(
+                "INSERT INTO runs (job_id, scheduled_for, trigger, state, max_retries, "
+                "worker_id, dispatched_at) SELECT %s, now() - make_interval(secs => g), "
+                "'schedule', 'dispatched', 1, 'w1', now() FROM generate_series(1, 5000) g "
+                "RETURNING id",
+                (job,),
+            )
+        ]
+        conn.execute(
+            "INSERT INTO runs (job_id, scheduled_for, trigger, state, max_retries, not_before) "
+            "SELECT %s, now() - interval '2 hours' - make_interval(secs => g), 'manual', "
+            "'pending', 0, now() - interval '1 hour' FROM generate_series(1, 20000) g",
+            (job,),
+        )
+    marked, beaten, finished, retried, cancelled = (active[i : i + 100] for i in range(0, 500, 100))
+
+    async def plans() -> dict[str, str]:
+        async with _explaining(database_url) as (aconn, notices):
+            now = datetime.now(UTC)
+            await runs_repo.mark_running(aconn, [(r, 1, now) for r in marked])
+            await runs_repo.mark_running(aconn, [(r, 1, None) for r in beaten], "w1")
+            results = [
+                runs_repo.AttemptResult(r, 1, "succeeded", "w1", exit_code=0) for r in finished
+            ] + [runs_repo.AttemptResult(r, 1, "failed", "w1", exit_code=1) for r in retried]
+            outcomes = await runs_repo.finish_attempts(aconn, results)
+            assert outcomes == ["recorded"] * 100 + ["retrying"] * 100
+            await runs_repo.request_cancel_many(aconn, cancelled)
+            claimed = [int(r["id"]) for r in await runs_repo.claim_pending(aconn, 256)]
+            await runs_repo.skip_pending(aconn, [(r, "test") for r in claimed[:128]])
+            await runs_repo.defer_pending(aconn, claimed[128:], 5.0)
+            async with aconn.cursor(row_factory=tuple_row) as cur:
+                await cur.execute(
+                    "SELECT state, count(*) FROM runs WHERE id = ANY(%s) GROUP BY state",
+                    (marked + beaten + finished + retried,),
+                )
+                states = dict(await cur.fetchall())
+            await aconn.rollback()
+            assert states == {"running": 200, "succeeded": 100, "pending": 100}, states
+
+            def plan_of(marker: str) -> str:
+                found = [n for n in notices if marker in n]
+                assert found, marker
+                return "\n".join(found)
+
+            return {
+                "running": plan_of("Runs workers said they started"),
+                "finish": plan_of("run_finish for many runs"),
+                "retry": plan_of("run_retry for many runs"),
+                "cancel": plan_of("SET cancel_requested = true"),
+                "skip": plan_of("SET state = 'skipped', error = v.reason"),
+                "defer": plan_of("Waiting runs step aside"),
+            }
+
+    for name, plan in asyncio.run(plans()).items():
+        assert "runs_pkey" in plan, (name, plan)
+        assert _scans_by_state(plan) == [], (name, plan)
+
+
 def test_the_overdue_sweep_walks_only_the_runs_past_their_deadline(database_url: str) -> None:
     """The sweep runs every second under overload, when the queue is longest: it used to test
     every pending run against its job's window (127 ms a sweep at ~40,000 pending runs, all
