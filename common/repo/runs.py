@@ -250,18 +250,27 @@ async def mark_dispatched(
     return ids
 
 
+HEARTBEAT_MARKS_AFTER = 1.0
+"""A heartbeat marks running only the runs dispatched at least this long ago (s). The leader
+marks the others a quarter of a second after their worker accepted them; this is for a
+leader that died first, well inside the dispatch ack timeout (10 s by default) after which
+a run still ``dispatched`` is re-queued."""
+
+
 async def mark_running(
     conn: AsyncConnection[Any],
     started: Sequence[tuple[int, int, datetime | None]],
     worker_id: str | None = None,
 ) -> None:
     """Inside a transaction: (run_id, attempt, started_at) that workers say they started
-    move from dispatched to running, with their attempts. A heartbeat passes no start time
-    (the run keeps the one it has, else now) and its ``worker_id`` (only its own runs).
+    move from dispatched to running, with their attempts.
 
+    A heartbeat passes no start time (the run keeps the one it has, else now) and its
+    ``worker_id``: only its own runs, dispatched :data:`HEARTBEAT_MARKS_AFTER` ago or more.
     Runs another transaction holds (their results being stored, or marked by the leader and
     a heartbeat at once) are passed over without waiting; one still running is in the
-    worker's next heartbeat."""
+    worker's next heartbeat.
+    """
     if not started:
         return
     params = {
@@ -269,6 +278,7 @@ async def mark_running(
         "attempts": [s[1] for s in started],
         "started": [s[2] for s in started],
         "worker_id": worker_id,
+        "settled": HEARTBEAT_MARKS_AFTER if worker_id is not None else 0.0,
     }
     await conn.execute(q("runs_mark_running"), params)
 

@@ -282,20 +282,26 @@ SET worker_id = EXCLUDED.worker_id, epoch = EXCLUDED.epoch, state = 'dispatched'
 
 -- name: runs_mark_running
 -- Runs workers said they started: from the leader (with the start time each worker
--- reported) or from a worker's heartbeat (no start time; only that worker's runs).
+-- reported) or from a worker's heartbeat (no start time; only that worker's runs, and only
+-- those dispatched `settled` seconds ago or more: the leader marks the others, unless it
+-- died first; a heartbeat marking every run it listed wrote a third of all runs twice).
 -- Runs another transaction holds are passed over, not waited for: a batch of results
 -- holds a run whose `true` ended before its batch was marked (the mark would be moot),
 -- and a run the leader and a heartbeat mark at once is marked by one of them; whatever
 -- still runs is in the worker's next heartbeat. Waiting instead held marks and result
 -- batches 60-300 ms behind each other at 1,500 runs a second (and needed id order to not
--- deadlock). The guards (attempt, state, worker) are checked on the rows as locked, never
--- on `runs` itself: with `r.state = 'dispatched'` in the update the planner, on
--- statistics from a quiet moment, walked every active run (runs_active and
--- runs_state_recent) and joined each to the batch, 90 ms a call. The attempts marked are
--- the runs marked (`marked`), found by key.
-WITH locked AS MATERIALIZED (
-  SELECT id, attempt, state, worker_id FROM runs WHERE id = ANY(%(ids)b::bigint[])
-  FOR NO KEY UPDATE SKIP LOCKED
+-- deadlock). The runs are read by id alone (`seen`, materialized) and only the ones still
+-- to mark are locked; the guards are checked on the rows as locked, never in a scan of
+-- `runs`: with `r.state = 'dispatched'` there the planner, on statistics from a quiet
+-- moment, walked every active run (runs_active and runs_state_recent) and joined each to
+-- the batch, 90 ms a call. The attempts marked are the runs marked (`marked`), by key.
+WITH seen AS MATERIALIZED (
+  SELECT id, state, dispatched_at FROM runs WHERE id = ANY(%(ids)b::bigint[])
+), locked AS MATERIALIZED (
+  SELECT r.id, r.attempt, r.state, r.worker_id FROM runs r JOIN seen s ON s.id = r.id
+  WHERE s.state = 'dispatched'
+    AND s.dispatched_at <= now() - make_interval(secs => %(settled)s)
+  FOR NO KEY UPDATE OF r SKIP LOCKED
 ), marked AS (
   UPDATE runs r SET state = 'running', started_at = COALESCE(v.started_at, r.started_at, now())
   FROM locked l

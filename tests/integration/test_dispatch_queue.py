@@ -189,7 +189,8 @@ def test_results_and_marks_find_runs_by_id_when_statistics_say_none_are_active(
             for row in conn.execute(
                 "INSERT INTO runs (job_id, scheduled_for, trigger, state, max_retries, "
                 "worker_id, dispatched_at) SELECT %s, now() - make_interval(secs => g), "
-                "'schedule', 'dispatched', 1, 'w1', now() FROM generate_series(1, 5000) g "
+                "'schedule', 'dispatched', 1, 'w1', now() - interval '1 minute' "
+                "FROM generate_series(1, 5000) g "
                 "RETURNING id",
                 (job,),
             )

@@ -90,9 +90,11 @@ def _dispatched_runs(url: str, count: int) -> list[int]:
         ids = sorted(
             int(r[0])
             for r in conn.execute(
+                # Dispatched a while ago: a heartbeat marks only those (HEARTBEAT_MARKS_AFTER).
                 "INSERT INTO runs (job_id, scheduled_for, trigger, state, worker_id, epoch, "
                 "dispatched_at) SELECT %s, now() + make_interval(secs => g), 'schedule', "
-                "'dispatched', 'w1', 1, now() FROM generate_series(1, %s) g RETURNING id",
+                "'dispatched', 'w1', 1, now() - interval '1 minute' "
+                "FROM generate_series(1, %s) g RETURNING id",
                 (job, count),
             )
         )
@@ -214,18 +216,23 @@ def test_a_heartbeat_marks_the_runs_it_reports_running_with_their_attempts(
     database_url: str,
 ) -> None:
     """The leader marks started runs running a quarter of a second later, in batches; a
-    leader that dies first leaves it to the worker's heartbeat, which lists what it runs."""
-    reported, other = _dispatched_runs(database_url, 2)
+    leader that dies first leaves it to the worker's heartbeat, which lists what it runs.
+    The heartbeat leaves the runs dispatched just now to the leader: marking every run it
+    listed wrote a third of all `true` runs' rows and attempts once more."""
+    reported, other, recent = _dispatched_runs(database_url, 3)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("UPDATE runs SET dispatched_at = now() WHERE id = %s", (recent,))
 
     async def scenario() -> None:
         async with await psycopg.AsyncConnection.connect(
             database_url, row_factory=dict_row
         ) as conn:
-            await _heartbeat(conn, [(reported, 1)])
+            await _heartbeat(conn, [(reported, 1), (recent, 1)])
 
     asyncio.run(scenario())
     assert _states(database_url, [reported]) == ["running"]
     assert _attempt_states(database_url, [reported]) == ["running"]
-    assert (
-        _states(database_url, [other]) == _attempt_states(database_url, [other]) == ["dispatched"]
-    )
+    for left in (other, recent):
+        assert (
+            _states(database_url, [left]) == _attempt_states(database_url, [left]) == ["dispatched"]
+        )
