@@ -168,8 +168,9 @@ def vacuum_run_tables(url: str) -> float:
     Between steps of a saturation benchmark: each step leaves hundreds of thousands of dead
     row versions, and autovacuum's round over them (runs has 11 indexes) otherwise lands
     inside whichever step's window it happens to fall on, and the step after it plans with
-    statistics of the one before. (PostgreSQL's larger CPU jumps in single steps are
-    WAL-triggered checkpoints, which this does not move; see docs/benchmarks.md.)
+    statistics of the one before. Statistics from this quiet moment are also the hardest
+    case for the leader's statements (none active, none pending, then thousands a second),
+    which is how the plans that walked every active run were found (docs/benchmarks.md).
     """
     started = time.monotonic()
     with psycopg.connect(url, autocommit=True) as conn:
