@@ -135,8 +135,9 @@ def _attempt_states(url: str, run_ids: list[int]) -> list[str]:
     return [row[0] for row in rows]
 
 
-def _heartbeat(conn: psycopg.AsyncConnection[Any], running: list[tuple[int, int]]) -> Any:
-    return workers_repo.heartbeat(
+async def _heartbeat(conn: psycopg.AsyncConnection[Any], running: list[tuple[int, int]]) -> bool:
+    """Worker w1's heartbeat, listing ``running`` as the (run_id, attempt) it runs."""
+    return await workers_repo.heartbeat(
         conn,
         worker_id="w1",
         address="127.0.0.1:1",
