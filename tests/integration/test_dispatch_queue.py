@@ -62,6 +62,19 @@ def _slot_run(conn: psycopg.Connection[Any], job_id: int, slot: datetime) -> int
     return int(row[0])
 
 
+def _history_analyzed(conn: psycopg.Connection[Any], job_id: int) -> None:
+    """100,000 finished runs, as any cluster that has run a while has, then ANALYZE: the
+    statistics of a quiet moment (nothing pending, nothing active) that the leader's
+    statements must not be planned from as if the queue stayed that way."""
+    conn.execute(
+        "INSERT INTO runs (job_id, scheduled_for, trigger, state, max_retries) "
+        "SELECT %s, now() - interval '1 day' - make_interval(secs => g), 'schedule', "
+        "'succeeded', 0 FROM generate_series(1, 100000) g",
+        (job_id,),
+    )
+    conn.execute("ANALYZE runs")
+
+
 @asynccontextmanager
 async def _explaining(
     database_url: str,
@@ -115,13 +128,7 @@ def test_claim_walks_the_index_when_statistics_say_the_queue_is_empty(database_u
     a batch at 60,000 pending). auto_explain shows the plans the dispatcher really ran."""
     with psycopg.connect(database_url, row_factory=dict_row, autocommit=True) as conn:
         job = _job(conn, "busy")
-        conn.execute(  # a history, as any cluster that has run a while has
-            "INSERT INTO runs (job_id, scheduled_for, trigger, state, max_retries) "
-            "SELECT %s, now() - interval '1 day' - make_interval(secs => g), 'schedule', "
-            "'succeeded', 0 FROM generate_series(1, 100000) g",
-            (job,),
-        )
-        conn.execute("ANALYZE runs")  # statistics of an empty queue
+        _history_analyzed(conn, job)
         conn.execute(
             "INSERT INTO runs (job_id, scheduled_for, trigger, state, max_retries, not_before) "
             "SELECT %s, now() - make_interval(secs => g), 'schedule', 'pending', 0, "
@@ -177,13 +184,7 @@ def test_results_and_marks_find_runs_by_id_when_statistics_say_none_are_active(
     with psycopg.connect(database_url, row_factory=dict_row, autocommit=True) as conn:
         job = _job(conn, "quiet-stats")
         conn.execute("UPDATE jobs SET max_retries = 1 WHERE id = %s", (job,))
-        conn.execute(
-            "INSERT INTO runs (job_id, scheduled_for, trigger, state, max_retries) "
-            "SELECT %s, now() - interval '1 day' - make_interval(secs => g), 'schedule', "
-            "'succeeded', 0 FROM generate_series(1, 100000) g",
-            (job,),
-        )
-        conn.execute("ANALYZE runs")  # nothing active, nothing pending
+        _history_analyzed(conn, job)
         active = [
             int(row["id"])
             for row in conn.execute(
