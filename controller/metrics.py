@@ -86,7 +86,10 @@ class ControllerMetrics:
         # Read from PostgreSQL when /metrics is scraped (controller/scrape.py): the same on
         # every controller, so any one of them, or all behind one job, can be scraped.
         self.runs = Gauge(
-            "chronoraft_runs", "Runs by state in PostgreSQL (read at scrape)", ["state"], registry=r
+            "chronoraft_runs",
+            "Unfinished runs by state (waiting, pending, dispatched, running), read at scrape",
+            ["state"],
+            registry=r,
         )
         self.cluster_epoch = Gauge(
             "chronoraft_cluster_epoch",

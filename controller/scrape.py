@@ -1,8 +1,8 @@
 """Numbers read from PostgreSQL when Prometheus scrapes a controller's /metrics.
 
-Runs by state and the worker fleet live in PostgreSQL, not in any one process, so they are
-read at scrape time (two small queries, bounded by a timeout) instead of being counted
-locally where a failover would lose them.
+Unfinished runs by state and the worker fleet live in PostgreSQL, not in any one process,
+so they are read at scrape time (small queries, bounded by a timeout) instead of being
+counted locally where a failover would lose them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from psycopg_pool import AsyncConnectionPool
 from common.repo import leadership
 from common.repo import runs as runs_repo
 from common.repo import workers as workers_repo
-from common.states import RunState
 from controller.metrics import ControllerMetrics
 
 log = logging.getLogger(__name__)
@@ -36,8 +35,8 @@ async def refresh(pool: AsyncConnectionPool, metrics: ControllerMetrics, lease: 
         metrics.db_up.set(0)
         return
     metrics.db_up.set(1)
-    for state in {*(s.value for s in RunState), *counts}:  # every state, 0 when none
-        metrics.runs.labels(state).set(counts.get(state, 0))
+    for state, n in counts.items():  # each unfinished state, 0 when none
+        metrics.runs.labels(state).set(n)
     alive = [w for w in fleet if w["alive"]]
     metrics.workers.labels("alive").set(len(alive))
     metrics.workers.labels("lost").set(len(fleet) - len(alive))

@@ -316,6 +316,10 @@ async def cancel_requested(conn: AsyncConnection[Any]) -> list[dict[str, Any]]:
 
 
 async def state_counts(conn: AsyncConnection[Any]) -> dict[str, int]:
+    """Runs waiting, pending, dispatched and running (every one of them, 0 when none).
+
+    Finished runs are left out: counting them reads the whole history at every scrape.
+    """
     cur = await conn.execute(q("runs_state_counts"))
     return {r["state"]: int(r["n"]) for r in await cur.fetchall()}
 

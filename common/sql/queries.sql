@@ -441,7 +441,14 @@ SELECT worker_id, count(*) AS active FROM runs
 WHERE state IN ('dispatched', 'running') GROUP BY worker_id;
 
 -- name: runs_state_counts
-SELECT state, count(*) AS n FROM runs GROUP BY state;
+-- Unfinished runs only, one count per state so that each reads its partial index
+-- (runs_state_recent, runs_pending, runs_active): bounded by the queue, not the history.
+-- Counting the finished ones at every scrape read the whole history (the counters
+-- chronoraft_results_total and chronoraft_slots_total count them as they happen).
+SELECT 'waiting' AS state, count(*) AS n FROM runs WHERE state = 'waiting'
+UNION ALL SELECT 'pending', count(*) FROM runs WHERE state = 'pending'
+UNION ALL SELECT 'dispatched', count(*) FROM runs WHERE state = 'dispatched'
+UNION ALL SELECT 'running', count(*) FROM runs WHERE state = 'running';
 
 -- ===== workers =====
 
