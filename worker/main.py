@@ -13,9 +13,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import signal
-import sys
 
 import grpc
 
@@ -200,24 +198,9 @@ def _safe_count(spool: Spool) -> int | str:
         return "?"
 
 
-def use_pidfd_child_watcher() -> bool:
-    """On Python 3.11 asyncio waits for each child in a thread of its own; a pidfd on the
-    event loop is cheaper (about 15 % more spawns per second of `true` measured here).
-    Python 3.12 picks pidfd by itself; kernels before 5.3 keep the threads."""
-    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
-        return False
-    try:
-        os.close(os.pidfd_open(os.getpid()))
-    except OSError:
-        return False
-    asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
-    return True
-
-
 def main(settings: Settings) -> int:
     """Entry point of ``chronoraft worker``: 0 after a clean stop, 2 if it cannot start."""
     configure(settings.log_level, settings.log_format, node=settings.effective_worker_id)
-    use_pidfd_child_watcher()
     # What is loaded by now (gRPC, protobuf, the modules) lives as long as the process: keep it
     # out of the cyclic collector's full passes, which walked it again and again as attempts
     # churned through objects (~6 % of the CPU per start, bench.worker_spawn).

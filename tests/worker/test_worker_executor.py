@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import time
 
@@ -189,6 +190,48 @@ async def test_processes_left_behind_by_a_finished_job_are_terminated():
     assert result.state == "succeeded"
     leftover = int(result.output.split()[0])
     await eventually(lambda: process_gone(leftover), 2.0, "leftover to die")
+
+
+async def test_attempts_close_their_descriptors_and_reap_their_processes():
+    """Each attempt opens a pipe and a pidfd and must close both and reap its process: a
+    worker runs millions of attempts."""
+    await execute(shell("true"))  # what the first attempt sets up once (the shared stdin)
+    before = sorted(os.listdir("/proc/self/fd"))
+    results = await asyncio.gather(*(execute(shell(f"echo {i}")) for i in range(50)))
+    assert [r.output for r in results] == [f"{i}\n" for i in range(50)]
+    assert sorted(os.listdir("/proc/self/fd")) == before
+    assert _zombie_children() == []
+
+
+async def test_without_pidfds_a_thread_waits_for_each_exit(monkeypatch):
+    """Linux before 5.3 has no pidfd_open: the exit is still seen, with its status."""
+
+    def no_pidfd(pid: int, flags: int = 0) -> int:
+        raise OSError(errno.ENOSYS, "pidfd_open")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    ok, failed, killed = await asyncio.gather(
+        execute(shell("echo hi")), execute(shell("exit 3")), execute(shell("kill -9 $$"))
+    )
+    assert (ok.state, ok.exit_code, ok.output) == ("succeeded", 0, "hi\n")
+    assert (failed.exit_code, killed.exit_code) == (3, -9)
+    assert _zombie_children() == []
+
+
+def _zombie_children() -> list[int]:
+    """This process's children that exited and were never reaped."""
+    zombies = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    stat = fh.read()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(b")") + 2 :].split()
+            if fields[0] == b"Z" and int(fields[1]) == os.getpid():
+                zombies.append(int(entry))
+    return zombies
 
 
 async def test_output_keeps_only_the_last_bytes_and_says_so():

@@ -169,25 +169,6 @@ async def test_run_tasks_answers_each_task_in_order_as_run_task_would(worker):
     assert (await worker.result(2)).state == "cancelled"
 
 
-def test_the_worker_process_waits_for_children_on_pidfds_where_it_can() -> None:
-    import asyncio
-    import os
-    import sys
-
-    from worker.main import use_pidfd_child_watcher
-
-    chosen = use_pidfd_child_watcher()
-    try:
-        if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
-            assert chosen  # Linux >= 5.3, as on every machine this project targets
-            assert isinstance(asyncio.get_child_watcher(), asyncio.PidfdChildWatcher)
-        else:
-            assert not chosen
-    finally:
-        if chosen:
-            asyncio.set_child_watcher(None)
-
-
 async def test_an_attempt_is_marked_before_runtask_answers_and_unmarked_once_spooled(tmp_path):
     worker = await Harness(tmp_path, marks=True).start()
     try:
