@@ -23,7 +23,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from common import overlap, placement
-from common.aio import cancel_and_wait, wait_event
+from common.aio import cancel_and_wait, run_in_passes
 from common.catchup import ON_TIME_GRACE, CatchupMode, plan_due, start_deadline_missed
 from common.db import rolled_back
 from common.errors import Fenced
@@ -443,7 +443,9 @@ class LeaderLoop:
         # Load the heap only once LISTEN is in place, so no edit falls between the two.
         await self._listening.wait()
         delay = 0.1
-        while True:
+
+        async def one_pass() -> float:
+            nonlocal delay
             try:
                 if self._reload_all or self._reload_ids or self._reload_dag_ids:
                     await self._reload()
@@ -454,13 +456,14 @@ class LeaderLoop:
                 raise
             except Exception as exc:  # noqa: BLE001 - the loop must outlive any one error
                 delay = await self._guard("scheduler", exc, delay)
-                continue
+                return 0.0
             dues = [d for d in (self.heap.next_due(), self.dag_heap.next_due()) if d is not None]
             timeout = self.settings.tick_interval
             if dues:
                 timeout = max(0.0, min(timeout, min(dues) - time.time()))
-            self._wake_scheduler.clear()
-            await wait_event(self._wake_scheduler, timeout)
+            return timeout
+
+        await run_in_passes(self._wake_scheduler, one_pass)
 
     async def _fire_due(self) -> None:
         now = utcnow()
@@ -571,7 +574,9 @@ class LeaderLoop:
         await self._listening.wait()
         delay = 0.1
         last_sweep = 0.0
-        while True:
+
+        async def one_pass() -> float:
+            nonlocal delay, last_sweep
             try:
                 if self._sweep_dag_runs or time.monotonic() - last_sweep > DAG_SWEEP_SECONDS:
                     async with self.pool.connection() as conn:
@@ -599,16 +604,19 @@ class LeaderLoop:
             except Exception as exc:  # noqa: BLE001
                 self._sweep_dag_runs = True
                 delay = await self._guard("dag advancer", exc, delay)
-                continue
-            self._wake_advancer.clear()
-            await wait_event(self._wake_advancer, DAG_SWEEP_SECONDS)
+                return 0.0
+            return DAG_SWEEP_SECONDS
+
+        await run_in_passes(self._wake_advancer, one_pass)
 
     # ----- dispatcher -----
 
     async def _dispatcher(self) -> None:
         delay = 0.1
         swept_at = 0.0
-        while True:
+
+        async def one_pass() -> float:
+            nonlocal delay, swept_at
             try:
                 while True:
                     self._raise_delivery_error()
@@ -626,9 +634,10 @@ class LeaderLoop:
                 raise
             except Exception as exc:  # noqa: BLE001
                 delay = await self._guard("dispatcher", exc, delay)
-                continue
-            self._wake_dispatcher.clear()
-            await wait_event(self._wake_dispatcher, 0.5)
+                return 0.0
+            return 0.5
+
+        await run_in_passes(self._wake_dispatcher, one_pass)
 
     async def _skip_overdue(self) -> None:
         """Skip, in bulk, the slot runs past their starting deadline (up to a limit)."""

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from common.aio import cancel_and_wait, wait_event, within
+from common.aio import cancel_and_wait, run_in_passes, wait_event, within
 
 Waiter = Callable[[asyncio.Event, float], Awaitable[object]]
 
@@ -141,3 +141,46 @@ async def test_cancel_and_wait_marks_failures_as_retrieved() -> None:
     await asyncio.sleep(0)
     assert await cancel_and_wait([task]) == 0
     assert isinstance(task.exception(), ValueError)
+
+
+async def test_a_wake_up_during_a_pass_brings_the_next_pass_at_once() -> None:
+    """The leader's loops read the database in a pass; work written while the pass runs
+    sets the event. Cleared after the pass, that wake-up was lost until the timeout."""
+    wake = asyncio.Event()
+    passes = 0
+    second_pass = asyncio.Event()
+
+    async def one_pass() -> float:
+        nonlocal passes
+        passes += 1
+        if passes == 1:
+            await asyncio.sleep(0)  # the pass has read what there was ...
+            wake.set()  # ... when new work arrives
+        else:
+            second_pass.set()
+        return 60.0
+
+    loop = asyncio.create_task(run_in_passes(wake, one_pass))
+    try:
+        assert await wait_event(second_pass, 5.0), "the wake-up was lost until the timeout"
+    finally:
+        await cancel_and_wait([loop])
+
+
+async def test_a_wake_up_before_a_pass_is_taken_by_that_pass() -> None:
+    wake = asyncio.Event()
+    wake.set()
+    passes = 0
+
+    async def one_pass() -> float:
+        nonlocal passes
+        passes += 1
+        return 60.0
+
+    loop = asyncio.create_task(run_in_passes(wake, one_pass))
+    try:
+        for _ in range(20):  # turns of the loop in which a second pass would have begun
+            await asyncio.sleep(0)
+        assert passes == 1
+    finally:
+        await cancel_and_wait([loop])
