@@ -20,7 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-METHODS = ("asyncio", "pidfd")
+METHODS = ("asyncio", "pidfd") if hasattr(os, "pidfd_open") else ("asyncio",)
+"""How the probe may spawn; pidfd needs ``os.pidfd_open`` (Linux, kernel 5.3 or later)."""
 
 
 async def _spawn_asyncio() -> None:

@@ -3,8 +3,8 @@
 Every state change of a run is a new row version with an entry in every full index, so
 an index over all states (runs_state_recent) or over every version (a B-tree on
 scheduled_for) is paid four times a run. The queue and the workers' holdings have their own
-partial indexes; these tests check that the scrape and the history searches still find
-their rows without reading the whole history.
+partial indexes; these tests check that the scrape and a search for failures find their
+rows without reading the whole history, and that a time-window search still finds its runs.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _runs(
     )
 
 
-def _with_history(conn: psycopg.Connection[Any]) -> int:
+def _with_history(conn: psycopg.Connection[Any]) -> None:
     """A job with a long finished history (in time order, as slots are created), a few
     failures an hour ago and a small queue now; analyzed."""
     row = conn.execute(
@@ -50,7 +50,6 @@ def _with_history(conn: psycopg.Connection[Any]) -> int:
     for state, count in (("waiting", 2), ("pending", 3), ("dispatched", 4), ("running", 5)):
         _runs(conn, job_id, state, count, hours_ago=0)
     conn.execute("ANALYZE runs")
-    return job_id
 
 
 def test_metrics_count_the_unfinished_runs_without_reading_the_history(
