@@ -19,7 +19,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from common.logging import ctx
@@ -480,10 +480,17 @@ def _group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     try:
-        entries = os.listdir("/proc")
-    except OSError:
+        return any(
+            group == pgid and state not in (b"Z", b"X") for _, state, _, group in processes()
+        )
+    except OSError:  # no /proc to read: trust killpg
         return True
-    for entry in entries:
+
+
+def processes() -> Iterator[tuple[int, bytes, int, int]]:
+    """(pid, state, parent pid, process group) of every process, read from /proc; OSError
+    when /proc cannot be listed. Processes that end while being read are left out."""
+    for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
@@ -493,6 +500,5 @@ def _group_alive(pgid: int) -> bool:
             continue
         # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
         fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) >= 3 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            return True
-    return False
+        if len(fields) >= 3:
+            yield int(entry), fields[0], int(fields[1]), int(fields[2])

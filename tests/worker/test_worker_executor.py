@@ -6,11 +6,18 @@ import asyncio
 import errno
 import os
 import time
-from collections.abc import Iterator
 
 from worker_testkit import eventually, process_gone
 
-from worker.executor import CancelToken, OutputTail, TaskSpec, TaskState, build_env, execute
+from worker.executor import (
+    CancelToken,
+    OutputTail,
+    TaskSpec,
+    TaskState,
+    build_env,
+    execute,
+    processes,
+)
 
 
 def shell(command: str, **fields) -> TaskSpec:
@@ -221,20 +228,7 @@ async def test_without_pidfds_a_thread_waits_for_each_exit(monkeypatch):
 
 def _zombie_children() -> list[int]:
     """This process's children that exited and were never reaped."""
-    return [pid for pid, state, ppid in _processes() if state == b"Z" and ppid == os.getpid()]
-
-
-def _processes() -> Iterator[tuple[int, bytes, int]]:
-    """(pid, state, parent pid) of every process, read from /proc."""
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as fh:
-                    stat = fh.read()
-            except OSError:
-                continue
-            fields = stat[stat.rfind(b")") + 2 :].split()
-            yield int(entry), fields[0], int(fields[1])
+    return [pid for pid, state, ppid, _ in processes() if state == b"Z" and ppid == os.getpid()]
 
 
 async def test_output_keeps_only_the_last_bytes_and_says_so():
@@ -277,7 +271,7 @@ def test_undecodable_bytes_are_replaced_not_raised():
 
 def _descendants(root: int) -> list[int]:
     """Pids whose ancestry leads to ``root`` (read from /proc)."""
-    parents = {pid: ppid for pid, state, ppid in _processes() if state not in (b"Z", b"X")}
+    parents = {pid: ppid for pid, state, ppid, _ in processes() if state not in (b"Z", b"X")}
     found: list[int] = []
     frontier = [root]
     while frontier:
