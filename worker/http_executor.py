@@ -25,7 +25,7 @@ from yarl import URL
 
 from common.logging import ctx
 from common.version import version
-from worker.executor import CancelToken, TaskResult, TaskState
+from worker.executor import CancelToken, StartedProcess, TaskResult, TaskState
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ async def execute_http(
     spec: HttpTaskSpec,
     cancel: CancelToken | None = None,
     *,
-    on_started: Callable[[float, int | None], None] | None = None,
+    on_started: Callable[[float, StartedProcess | None], None] | None = None,
 ) -> TaskResult:
     """Send ``spec``'s request and return the result; only asyncio cancellation escapes.
 
@@ -196,7 +196,9 @@ def _outcome(exchange: asyncio.Task[int], expected: int) -> tuple[TaskState, str
     raise exc  # a bug, not the job's doing: the service reports it as a worker error
 
 
-def _notify(callback: Callable[[float, int | None], None] | None, started_at: float) -> None:
+def _notify(
+    callback: Callable[[float, StartedProcess | None], None] | None, started_at: float
+) -> None:
     if callback is not None:
         callback(started_at, None)
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from common.logging import ctx
 from proto import chronoraft_pb2 as pb
-from worker.executor import kill_process_group, process_group_alive
+from worker.executor import StartedProcess, kill_process_group, process_group_alive
 from worker.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,17 @@ class Mark:
     attempt: int
     pgid: int
     start_ticks: int | None
+    """The group leader's start stamp (see process_start_ticks), or its lower bound."""
     started_at: float
+    start_ticks_max: int | None = None
+    """Its upper bound; None when ``start_ticks`` is exact (and in older journals)."""
+
+    def started_then(self, ticks: int) -> bool:
+        """Does a process started at ``ticks`` match the recorded start?"""
+        if self.start_ticks is None:
+            return True
+        high = self.start_ticks if self.start_ticks_max is None else self.start_ticks_max
+        return self.start_ticks <= ticks <= high
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -69,6 +79,37 @@ def process_start_ticks(pid: int) -> int | None:
         return int(fields[19])  # field 22 of stat(5); fields here start at field 3
     except (IndexError, ValueError):
         return None
+
+
+class StartTicks:
+    """The start stamp a mark records for an attempt's process, without reading /proc.
+
+    The executor brackets each fork by two readings of the clock the kernel stamps starts
+    with (:class:`worker.executor.StartedProcess`). This is checked once, on the first
+    process, against /proc: where the stamp falls outside the bracket (a kernel or sandbox
+    that stamps otherwise), every mark reads /proc as before, which the process being
+    unreaped during ``on_started`` makes exact.
+    """
+
+    def __init__(self) -> None:
+        self._bracket_holds: bool | None = None
+
+    def of(self, process: StartedProcess) -> tuple[int | None, int | None]:
+        """(lowest, highest) start stamp of ``process``, for Mark's two fields."""
+        bracket = process.start_ticks
+        if bracket is not None and self._bracket_holds:
+            return bracket
+        exact = process_start_ticks(process.pid)
+        if bracket is not None and exact is not None and self._bracket_holds is None:
+            self._bracket_holds = bracket[0] <= exact <= bracket[1]
+            if not self._bracket_holds:
+                log.warning(
+                    "process start stamps do not follow CLOCK_BOOTTIME here (%d outside "
+                    "%d..%d); reading /proc for every attempt",
+                    exact,
+                    *bracket,
+                )
+        return exact, exact
 
 
 class RunningMarks:
@@ -200,6 +241,7 @@ def _doc(mark: Mark) -> dict[str, Any]:
         "attempt": mark.attempt,
         "pgid": mark.pgid,
         "start_ticks": mark.start_ticks,
+        "start_ticks_max": mark.start_ticks_max,
         "started_at": mark.started_at,
     }
 
@@ -211,6 +253,7 @@ def _mark_from(doc: dict[str, Any]) -> Mark:
         pgid=int(doc["pgid"]),
         start_ticks=doc.get("start_ticks"),
         started_at=float(doc.get("started_at", 0.0)),
+        start_ticks_max=doc.get("start_ticks_max"),
     )
 
 
@@ -224,7 +267,7 @@ def _still_ours(mark: Mark) -> bool:
     if not process_group_alive(mark.pgid):
         return False
     ticks = process_start_ticks(mark.pgid)
-    return ticks is None or mark.start_ticks is None or ticks == mark.start_ticks
+    return ticks is None or mark.started_then(ticks)
 
 
 async def end_orphans(marks: RunningMarks, spool: Spool, worker_id: str, grace: float = 2.0) -> int:

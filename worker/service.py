@@ -46,6 +46,7 @@ from proto import chronoraft_pb2_grpc as pb_grpc
 from worker.executor import (
     KILL_GRACE_SECONDS,
     CancelToken,
+    StartedProcess,
     TaskResult,
     TaskSpec,
     TaskState,
@@ -54,7 +55,7 @@ from worker.executor import (
 from worker.group_commit import GroupCommit
 from worker.http_executor import HttpTaskSpec, execute_http
 from worker.metrics import WorkerMetrics
-from worker.orphans import Mark, RunningMarks, process_start_ticks
+from worker.orphans import Mark, RunningMarks, StartTicks
 from worker.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -210,6 +211,7 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
             functools.partial(_store_results, spool, marks), flushers=_RESULT_FLUSHERS
         )
         self._kill_grace = kill_grace
+        self._start_ticks = StartTicks()
         self._attempts: dict[AttemptKey, _Attempt] = {}
         self._by_run: dict[int, list[_Attempt]] = {}
         """The attempts in ``_attempts`` by run: RunTask looks at its run's only."""
@@ -459,16 +461,16 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         spec = attempt.spec
         log_ctx = ctx(run_id=spec.run_id, attempt=spec.attempt, epoch=attempt.epoch)
 
-        def started(at: float, pid: int | None = None) -> None:
+        def started(at: float, process: StartedProcess | None = None) -> None:
             if attempt.started.done() or attempt.marked is not None:
                 return
-            if pid is None or self._mark_writes is None:
+            if process is None or self._mark_writes is None:
                 attempt.started.set_result(at)
                 return
-            # The start time is read here, not in the writer thread: the process has most
-            # likely not been reaped yet, and without it a restarted worker could not tell
-            # our group from a later process that got the same pid.
-            mark = Mark(spec.run_id, spec.attempt, pid, process_start_ticks(pid), at)
+            # Without the start stamp a restarted worker could not tell our group from a
+            # later process that got the same pid.
+            low, high = self._start_ticks.of(process)
+            mark = Mark(spec.run_id, spec.attempt, process.pid, low, at, high)
             attempt.marked = self._mark_writes.submit(mark)
             attempt.marked.add_done_callback(functools.partial(_mark_written, attempt, at, log_ctx))
 

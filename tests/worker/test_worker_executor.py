@@ -18,6 +18,7 @@ from worker.executor import (
     execute,
     processes,
 )
+from worker.orphans import process_start_ticks
 
 
 def shell(command: str, **fields) -> TaskSpec:
@@ -155,7 +156,7 @@ async def test_cancel_token_stops_the_attempt_and_reports_cancelled():
         execute(
             shell("echo started; sleep 100"),
             token,
-            on_started=lambda at, _pid: started_at.append(at),
+            on_started=lambda at, _process: started_at.append(at),
         )
     )
     await eventually(lambda: bool(started_at), 2.0, "process start")
@@ -172,7 +173,7 @@ async def test_cancelling_the_asyncio_task_kills_the_group_and_propagates():
     task = asyncio.create_task(
         execute(
             shell("sleep 100 & echo $!; sleep 100"),
-            on_started=lambda _at, pid: started.append(pid),
+            on_started=lambda _at, process: started.append(process.pid),
         )
     )
     await eventually(lambda: bool(started), 5.0, "process start")
@@ -209,6 +210,23 @@ async def test_attempts_close_their_descriptors_and_reap_their_processes():
     assert [r.output for r in results] == [f"{i}\n" for i in range(50)]
     assert sorted(os.listdir("/proc/self/fd")) == before
     assert _zombie_children() == []
+
+
+async def test_the_start_bracket_holds_the_kernels_start_stamp_of_the_process():
+    """The clock readings around the fork must bound what /proc says, for every process
+    (running marks rely on it, worker/orphans.py); /proc is read while ``on_started`` runs,
+    when the process cannot have been reaped yet."""
+    seen: list[tuple[tuple[int, int] | None, int | None]] = []
+
+    def started(_at, process) -> None:
+        seen.append((process.start_ticks, process_start_ticks(process.pid)))
+
+    for _ in range(3):
+        await asyncio.gather(*(execute(shell("true"), on_started=started) for _ in range(40)))
+    assert len(seen) == 120
+    for bracket, stamp in seen:
+        assert bracket is not None and stamp is not None
+        assert bracket[0] <= stamp <= bracket[1], (bracket, stamp)
 
 
 async def test_without_pidfds_a_thread_waits_for_each_exit(monkeypatch):

@@ -9,11 +9,13 @@ from worker_testkit import eventually, process_gone
 
 from proto import chronoraft_pb2 as pb
 from worker import orphans
+from worker.executor import StartedProcess
 from worker.orphans import (
     ERROR_GONE,
     ERROR_KILLED,
     Mark,
     RunningMarks,
+    StartTicks,
     end_orphans,
     process_start_ticks,
 )
@@ -65,6 +67,55 @@ async def test_a_reused_pid_is_not_killed(tmp_path):
         proc.wait()
     [report] = spool.pending()
     assert report.error == ERROR_GONE
+
+
+async def test_a_mark_with_a_start_bracket_kills_the_group_started_inside_it_only(tmp_path):
+    spool = Spool(tmp_path, "w1")
+    marks = RunningMarks(spool)
+    ours, other = sleeper(), sleeper()
+    try:
+        for run_id, proc, shift in ((1, ours, 0), (2, other, 2)):
+            stamp = process_start_ticks(proc.pid)
+            assert stamp is not None
+            low, high = stamp - 1 + shift, stamp + shift
+            marks.update([Mark(run_id, 1, proc.pid, low, 1.0, high)], [])
+        assert await end_orphans(marks, spool, "w1", grace=0.5) == 2
+        await eventually(lambda: ours.poll() is not None, 3.0, "our orphan to die")
+        assert not process_gone(other.pid)
+    finally:
+        for proc in (ours, other):
+            proc.kill()
+            proc.wait()
+    errors = {report.run_id: report.error for report in spool.pending()}
+    assert errors == {1: ERROR_KILLED, 2: ERROR_GONE}
+
+
+def test_start_stamps_come_from_the_bracket_once_the_first_process_confirmed_it():
+    proc = sleeper()
+    try:
+        stamp = process_start_ticks(proc.pid)
+        assert stamp is not None
+        ticks = StartTicks()
+        assert ticks.of(StartedProcess(proc.pid, (stamp, stamp + 1))) == (stamp, stamp)
+        # Trusted from now on: no /proc read (this pid does not exist).
+        assert ticks.of(StartedProcess(2**22 + 7, (50, 51))) == (50, 51)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_start_stamps_are_read_from_proc_where_the_bracket_misses_the_first_process():
+    proc = sleeper()
+    try:
+        stamp = process_start_ticks(proc.pid)
+        assert stamp is not None
+        ticks = StartTicks()
+        assert ticks.of(StartedProcess(proc.pid, (stamp + 5, stamp + 6))) == (stamp, stamp)
+        assert ticks.of(StartedProcess(proc.pid, (stamp + 5, stamp + 6))) == (stamp, stamp)
+        assert ticks.of(StartedProcess(2**22 + 7, (50, 51))) == (None, None)
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 async def test_an_attempt_whose_result_is_spooled_is_not_reported_twice(tmp_path):
