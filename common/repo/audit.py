@@ -10,6 +10,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from common.db import q
+from common.repo.paging import count_to, split_counted_total
 
 
 @dataclass(frozen=True)
@@ -44,16 +45,14 @@ async def list_entries(
     since: datetime | None,
     limit: int,
     offset: int,
-) -> tuple[list[dict[str, Any]], int]:
-    """Newest first, with the number of matches across all pages."""
-    params = {"actor": actor, "action": action, "since": since, "limit": limit, "offset": offset}
-    cur = await conn.execute(q("audit_list"), params)
-    rows = await cur.fetchall()
-    total = int(rows[0]["total_count"]) if rows else 0
-    if not rows and offset:
-        cur = await conn.execute(q("audit_list"), {**params, "limit": 1, "offset": 0})
-        first = await cur.fetchone()
-        total = int(first["total_count"]) if first else 0
-    for row in rows:
-        row.pop("total_count", None)
-    return rows, total
+) -> tuple[list[dict[str, Any]], int, bool]:
+    """Newest first: (page, total, whether the total is exact); see common/repo/paging.py.
+    An empty page past the first still gets its total, from a first page of one."""
+    counted_to = count_to(limit, offset)
+    params = {"actor": actor, "action": action, "since": since, "count_to": counted_to}
+    cur = await conn.execute(q("audit_list"), params | {"limit": limit, "offset": offset})
+    rows, total, exact = split_counted_total(await cur.fetchall(), counted_to)
+    if total is None and offset:
+        cur = await conn.execute(q("audit_list"), params | {"limit": 1, "offset": 0})
+        _, total, exact = split_counted_total(await cur.fetchall(), counted_to)
+    return rows, total or 0, exact

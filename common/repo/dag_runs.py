@@ -24,7 +24,7 @@ from common.defspec import Workflow
 from common.errors import Conflict, NotFound
 from common.repo import dags as dags_repo
 from common.repo import namespaces
-from common.repo.paging import split_total
+from common.repo.paging import count_to, split_counted_total
 from common.states import InvalidTransition, RunState, manual_target
 
 JSON_COLUMNS = ("args", "env", "secret_env", "http")
@@ -297,11 +297,12 @@ async def get(conn: AsyncConnection[Any], dag_run_id: int) -> dict[str, Any]:
 
 async def list_runs(
     conn: AsyncConnection[Any], dag_id: int, state: str | None, limit: int, offset: int
-) -> tuple[list[dict[str, Any]], int | None]:
-    cur = await conn.execute(
-        q("dag_runs_list"), {"dag_id": dag_id, "state": state, "limit": limit, "offset": offset}
-    )
-    return split_total(await cur.fetchall())
+) -> tuple[list[dict[str, Any]], int | None, bool]:
+    """Newest first: (page, total, whether the total is exact); see common/repo/paging.py."""
+    counted_to = count_to(limit, offset)
+    params = {"dag_id": dag_id, "state": state, "limit": limit, "offset": offset}
+    cur = await conn.execute(q("dag_runs_list"), params | {"count_to": counted_to})
+    return split_counted_total(await cur.fetchall(), counted_to)
 
 
 # ----- operator actions -----

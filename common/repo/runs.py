@@ -18,6 +18,7 @@ from common.backoff import retry_delay
 from common.catchup import ON_TIME_GRACE
 from common.db import q
 from common.errors import Conflict, NotFound
+from common.repo.paging import count_to, split_counted_total
 from common.states import ACTIVE, RunState
 
 
@@ -90,23 +91,13 @@ async def list_runs(
     until: datetime | None,
     limit: int,
     offset: int,
-) -> tuple[list[dict[str, Any]], int | None]:
-    cur = await conn.execute(
-        q("runs_list"),
-        {
-            "job_id": job_id,
-            "state": state,
-            "since": since,
-            "until": until,
-            "limit": limit,
-            "offset": offset,
-        },
-    )
-    rows = await cur.fetchall()
-    total = int(rows[0]["total_count"]) if rows else None
-    for row in rows:
-        row.pop("total_count", None)
-    return rows, total
+) -> tuple[list[dict[str, Any]], int | None, bool]:
+    """Newest first: (page, total, whether the total is exact); see common/repo/paging.py."""
+    counted_to = count_to(limit, offset)
+    params = {"job_id": job_id, "state": state, "since": since, "until": until}
+    params |= {"limit": limit, "offset": offset, "count_to": counted_to}
+    cur = await conn.execute(q("runs_list"), params)
+    return split_counted_total(await cur.fetchall(), counted_to)
 
 
 async def request_cancel(conn: AsyncConnection[Any], run_id: int) -> str:

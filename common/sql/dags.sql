@@ -331,12 +331,18 @@ WHERE r.dag_run_id = %(id)s
 ORDER BY r.job_id;
 
 -- name: dag_runs_list
-SELECT dr.*, g.name AS dag_name, count(*) OVER () AS total_count FROM dag_runs dr
+-- Newest first; total_count counts up to %(count_to)s, as runs_list does.
+WITH hits AS (
+  SELECT dr.id FROM dag_runs dr
+  WHERE dr.dag_id = %(dag_id)s AND (%(state)s::text IS NULL OR dr.state = %(state)s)
+  ORDER BY dr.id DESC
+  LIMIT %(count_to)s
+)
+SELECT dr.*, g.name AS dag_name, (SELECT count(*) FROM hits) AS total_count
+FROM (SELECT id FROM hits ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s) page
+JOIN dag_runs dr ON dr.id = page.id
 LEFT JOIN dags g ON g.id = dr.dag_id
-WHERE dr.dag_id = %(dag_id)s
-  AND (%(state)s::text IS NULL OR dr.state = %(state)s)
-ORDER BY dr.id DESC
-LIMIT %(limit)s OFFSET %(offset)s;
+ORDER BY dr.id DESC;
 
 -- name: dag_runs_running
 SELECT id FROM dag_runs WHERE state = 'running' ORDER BY id;

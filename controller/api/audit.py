@@ -178,7 +178,7 @@ async def list_audit(request: web.Request) -> web.Response:
     action = str_param(request, "action", 100)
     since = time_param(request, "since")
     async with request.app[POOL].connection() as conn:
-        rows, total = await audit_repo.list_entries(
+        rows, total, exact = await audit_repo.list_entries(
             conn, actor=actor, action=action, since=since, limit=limit, offset=offset
         )
-    return page_json([audit_json(r) for r in rows], total, limit, offset)
+    return page_json([audit_json(r) for r in rows], total, limit, offset, exact)

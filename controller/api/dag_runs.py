@@ -44,8 +44,8 @@ async def list_runs(request: web.Request) -> web.Response:
     state = choice_param(request, "state", DAG_RUN_STATES)
     async with request.app[POOL].connection() as conn:
         await dags_repo.get(conn, dag_id)
-        rows, total = await runs_repo.list_runs(conn, dag_id, state, limit, offset)
-    return page_json([dag_run_json(r) for r in rows], total, limit, offset)
+        rows, total, exact = await runs_repo.list_runs(conn, dag_id, state, limit, offset)
+    return page_json([dag_run_json(r) for r in rows], total, limit, offset, exact)
 
 
 @routes.get("/api/v1/dag-runs/{id}")

@@ -84,9 +84,15 @@ def page_of(item: str) -> Schema:
             "items": {"type": "array", "items": ref(item)},
             "total": integer(
                 "Matches across all pages; null only for an empty page past the first (the "
-                "count is read together with the page).",
+                "count is read together with the page). Histories (runs, DAG runs, audit "
+                "entries) count up to 10,000 or the end of the page asked for, whichever is "
+                "further; past that, see `total_exact`.",
                 nullable=True,
             ),
+            "total_exact": {
+                "type": "boolean",
+                "description": "False when the count stopped early: more than `total` match.",
+            },
             "limit": integer(),
             "offset": integer(),
         }

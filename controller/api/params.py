@@ -103,12 +103,26 @@ def page(request: web.Request) -> tuple[int, int]:
 
 
 def page_json(
-    items: list[dict[str, Any]], total: int | None, limit: int, offset: int
+    items: list[dict[str, Any]],
+    total: int | None,
+    limit: int,
+    offset: int,
+    total_exact: bool = True,
 ) -> web.Response:
     """One page of a list: the items, the matches across all pages, and the page asked for.
 
     An empty first page means nothing matched (0); an empty later page cannot tell (null).
+    ``total_exact`` is false when a history list stopped counting (common/repo/paging.py):
+    then more than ``total`` match.
     """
     if total is None and offset == 0:
         total = 0
-    return web.json_response({"items": items, "total": total, "limit": limit, "offset": offset})
+    return web.json_response(
+        {
+            "items": items,
+            "total": total,
+            "total_exact": total_exact,
+            "limit": limit,
+            "offset": offset,
+        }
+    )

@@ -23,7 +23,7 @@ async def list_runs(request: web.Request) -> web.Response:
     since = time_param(request, "since")
     until = time_param(request, "until")
     async with reading(request.app[POOL]) as conn:
-        rows, total = await runs_repo.list_runs(
+        rows, total, exact = await runs_repo.list_runs(
             conn,
             job_id=job_id,
             state=state,
@@ -32,7 +32,7 @@ async def list_runs(request: web.Request) -> web.Response:
             limit=limit,
             offset=offset,
         )
-    return page_json([run_json(r) for r in rows], total, limit, offset)
+    return page_json([run_json(r) for r in rows], total, limit, offset, exact)
 
 
 @routes.get("/api/v1/runs/{id}")

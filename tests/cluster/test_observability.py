@@ -96,7 +96,13 @@ def test_every_documented_metric_is_exported_and_every_exported_one_documented(
     assert len(docs) >= 20, "README's metrics table was not found"
     leader = cluster.leader()
     assert leader is not None
-    families, text = scrape(cluster.url(leader))
+    # A scrape reads liveness as it is at that moment; on a loaded machine a heartbeat can
+    # lapse for a while, which is not what this test is about.
+    families, text = wait_until(
+        "a leader scrape that sees the worker alive",
+        lambda: _with_worker_alive(scrape(cluster.url(leader))),
+        timeout=30,
+    )
     worker_families, worker_text = scrape(cluster.url("w1"))
     exported = {
         "controller": exported_names(text),
@@ -128,6 +134,12 @@ def test_every_documented_metric_is_exported_and_every_exported_one_documented(
     assert sample(follower_families, "chronoraft_leader") == 0
     # Read from PostgreSQL, so a follower reports the queue too.
     assert runs_gauge_states(follower_families) == {"waiting", "pending", "dispatched", "running"}
+
+
+def _with_worker_alive(scraped: tuple[dict[str, Any], str]) -> tuple[dict[str, Any], str] | None:
+    families, _ = scraped
+    alive = [s for s in families["chronoraft_workers"].samples if s.labels["status"] == "alive"]
+    return scraped if alive and alive[0].value == 1 else None
 
 
 def runs_gauge_states(families: dict[str, Any]) -> set[str]:

@@ -4,7 +4,8 @@ Every state change of a run is a new row version with an entry in every full ind
 an index over all states (runs_state_recent) or over every version (a B-tree on
 scheduled_for) is paid four times a run. The queue and the workers' holdings have their own
 partial indexes; these tests check that the scrape and a search for failures find their
-rows without reading the whole history, and that a time-window search still finds its runs.
+rows without reading the whole history, that a time-window search still finds its runs, and
+that a list stops counting a long history (common/repo/paging.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from common.db import q
+from common.repo.paging import HISTORY_COUNT_LIMIT, count_to, split_counted_total
 
 HISTORY = 100_000
 
@@ -74,7 +76,7 @@ def test_searching_failures_reads_only_failures_and_a_time_window_finds_its_runs
         _with_history(conn)
         now = datetime.now(UTC)
         search = {"job_id": None, "state": None, "since": None, "until": None}
-        search |= {"limit": 20, "offset": 0}
+        search |= {"limit": 20, "offset": 0, "count_to": count_to(20, 0)}
         failed = {**search, "state": "failed"}
         window = {**search, "since": now - timedelta(hours=49), "until": now - timedelta(hours=48)}
         failures = conn.execute(q("runs_list"), failed).fetchall()
@@ -84,3 +86,46 @@ def test_searching_failures_reads_only_failures_and_a_time_window_finds_its_runs
     assert [r["state"] for r in failures] == ["failed"] * 7
     assert len(in_window) == 20 and 3598 <= int(in_window[0]["total_count"]) <= 3600
     assert "runs_state_recent" in failed_plan and "Seq Scan on runs" not in failed_plan
+
+
+def test_a_run_list_over_a_long_history_reads_only_what_it_counts(database_url: str) -> None:
+    """Unfiltered, the first page of 100,000 runs counts 10,000 of them and says there are
+    more; a filter with few matches is counted exactly; a page past the limit is still
+    found, counted up to its end."""
+    search: dict[str, Any] = {"job_id": None, "state": None, "since": None, "until": None}
+    first = {**search, "limit": 20, "offset": 0, "count_to": count_to(20, 0)}
+    failed = {**first, "state": "failed"}
+    deep = {**search, "limit": 20, "offset": 50_000, "count_to": count_to(20, 50_000)}
+    with psycopg.connect(database_url, row_factory=dict_row, autocommit=True) as conn:
+        _with_history(conn)
+        newest = [r["id"] for r in conn.execute("SELECT id FROM runs ORDER BY id DESC")]
+        page, total, exact = split_counted_total(
+            conn.execute(q("runs_list"), first).fetchall(), first["count_to"]
+        )
+        failures = split_counted_total(
+            conn.execute(q("runs_list"), failed).fetchall(), failed["count_to"]
+        )
+        far, far_total, far_exact = split_counted_total(
+            conn.execute(q("runs_list"), deep).fetchall(), deep["count_to"]
+        )
+        read = _rows_read_from_runs(conn, q("runs_list"), first)
+
+    assert [r["id"] for r in page] == newest[:20]
+    assert (total, exact) == (HISTORY_COUNT_LIMIT, False)
+    assert (len(failures[0]), failures[1:]) == (7, (7, True))
+    assert [r["id"] for r in far] == newest[50_000:50_020]
+    assert (far_total, far_exact) == (50_020, False)
+    assert read <= first["count_to"] + 20, read
+
+
+def _rows_read_from_runs(conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]) -> int:
+    """Rows that the plan's scans of ``runs`` returned, executing the query."""
+    [row] = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params).fetchall()
+    nodes = [row["QUERY PLAN"][0]["Plan"]]
+    read = 0
+    while nodes:
+        node = nodes.pop()
+        if node.get("Relation Name") == "runs":
+            read += int(node["Actual Rows"]) * int(node.get("Actual Loops", 1))
+        nodes.extend(node.get("Plans", []))
+    return read

@@ -358,8 +358,8 @@ def fake_repos(monkeypatch: pytest.MonkeyPatch) -> None:
         row = job_row(last_run_id=1, last_run_state="running", last_run_finished_at=None)
         return [row], 1
 
-    async def list_runs(conn: Any, **kwargs: Any) -> tuple[list[dict[str, Any]], int]:
-        return [run_row()], 1
+    async def list_runs(conn: Any, **kwargs: Any) -> tuple[list[dict[str, Any]], int, bool]:
+        return [run_row()], 1, True
 
     async def get_run(conn: Any, run_id: int) -> dict[str, Any]:
         return run_row()
