@@ -3,8 +3,8 @@
 Lists of definitions (jobs, DAGs, namespaces) count every match: there are at most some
 hundred thousand. Lists of histories (runs, DAG runs, audit entries) grow for as long as
 the cluster runs, so their queries count only up to :func:`count_to` matches, and the answer
-says when there are more (``total_exact`` false): counting a history of 1,000,000 runs at
-every call took 150 ms, the page itself a millisecond.
+says when there are more (``total_exact`` false): counting every match of an unfiltered run
+list over 1,000,000 runs took 1.4 s on this machine, counting to 10,000 takes 5 ms.
 """
 
 from __future__ import annotations

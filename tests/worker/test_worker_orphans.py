@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 
+import pytest
 from worker_testkit import eventually, process_gone
 
 from proto import chronoraft_pb2 as pb
@@ -90,32 +92,37 @@ async def test_a_mark_with_a_start_bracket_kills_the_group_started_inside_it_onl
     assert errors == {1: ERROR_KILLED, 2: ERROR_GONE}
 
 
-def test_start_stamps_come_from_the_bracket_once_the_first_process_confirmed_it():
+NO_SUCH_PID = 2**22 + 7
+"""Above the largest pid_max: reading it from /proc fails."""
+
+
+@pytest.fixture
+def stamped() -> Iterator[tuple[int, int]]:
+    """A live process and its start stamp as /proc gives it."""
     proc = sleeper()
     try:
         stamp = process_start_ticks(proc.pid)
         assert stamp is not None
-        ticks = StartTicks()
-        assert ticks.of(StartedProcess(proc.pid, (stamp, stamp + 1))) == (stamp, stamp)
-        # Trusted from now on: no /proc read (this pid does not exist).
-        assert ticks.of(StartedProcess(2**22 + 7, (50, 51))) == (50, 51)
+        yield proc.pid, stamp
     finally:
         proc.kill()
         proc.wait()
 
 
-def test_start_stamps_are_read_from_proc_where_the_bracket_misses_the_first_process():
-    proc = sleeper()
-    try:
-        stamp = process_start_ticks(proc.pid)
-        assert stamp is not None
-        ticks = StartTicks()
-        assert ticks.of(StartedProcess(proc.pid, (stamp + 5, stamp + 6))) == (stamp, stamp)
-        assert ticks.of(StartedProcess(proc.pid, (stamp + 5, stamp + 6))) == (stamp, stamp)
-        assert ticks.of(StartedProcess(2**22 + 7, (50, 51))) == (None, None)
-    finally:
-        proc.kill()
-        proc.wait()
+def test_start_stamps_come_from_the_bracket_once_the_first_process_confirmed_it(stamped):
+    pid, stamp = stamped
+    ticks = StartTicks()
+    assert ticks.of(StartedProcess(pid, (stamp, stamp + 1))) == (stamp, stamp)
+    # Trusted from now on: no /proc read (the pid does not exist).
+    assert ticks.of(StartedProcess(NO_SUCH_PID, (50, 51))) == (50, 51)
+
+
+def test_start_stamps_are_read_from_proc_where_the_bracket_misses_the_first_process(stamped):
+    pid, stamp = stamped
+    ticks = StartTicks()
+    assert ticks.of(StartedProcess(pid, (stamp + 5, stamp + 6))) == (stamp, stamp)
+    assert ticks.of(StartedProcess(pid, (stamp + 5, stamp + 6))) == (stamp, stamp)
+    assert ticks.of(StartedProcess(NO_SUCH_PID, (50, 51))) == (None, None)
 
 
 async def test_an_attempt_whose_result_is_spooled_is_not_reported_twice(tmp_path):
