@@ -529,12 +529,18 @@ def processes() -> Iterator[tuple[int, bytes, int, int]]:
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) >= 3:
+        fields = stat_fields(int(entry))
+        if fields is not None and len(fields) >= 3:
             yield int(entry), fields[0], int(fields[1]), int(fields[2])
+
+
+def stat_fields(pid: int) -> list[bytes] | None:
+    """Fields 3 onwards of /proc/<pid>/stat (state, parent pid, process group, ...; see
+    proc(5)), or None when the process is gone or /proc cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+    return stat[stat.rfind(b")") + 2 :].split()

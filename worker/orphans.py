@@ -34,7 +34,12 @@ from typing import Any
 
 from common.logging import ctx
 from proto import chronoraft_pb2 as pb
-from worker.executor import StartedProcess, kill_process_group, process_group_alive
+from worker.executor import (
+    StartedProcess,
+    kill_process_group,
+    process_group_alive,
+    stat_fields,
+)
 from worker.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -69,14 +74,11 @@ class Mark:
 
 def process_start_ticks(pid: int) -> int | None:
     """Start time of ``pid`` in clock ticks since boot; with the pid it names one process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
+    fields = stat_fields(pid)
+    if fields is None:
         return None
-    fields = stat[stat.rfind(b")") + 2 :].split()
     try:
-        return int(fields[19])  # field 22 of stat(5); fields here start at field 3
+        return int(fields[19])  # field 22 of proc(5); the list starts at field 3
     except (IndexError, ValueError):
         return None
 
