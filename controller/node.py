@@ -15,6 +15,7 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from common import db
+from common.collector import settle_collector
 from common.grpc_auth import GrpcSecurity
 from common.logging import configure, ctx
 from common.settings import Settings, SettingsError
@@ -161,6 +162,7 @@ async def _shutdown(
 
 def main(settings: Settings) -> int:
     configure(settings.log_level, settings.log_format, node=settings.node_id)
+    settle_collector()  # the leader's event loop stopped for ~50 ms at each full pass
     try:
         asyncio.run(run_controller(settings))
     except KeyboardInterrupt:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 
 import grpc
 
+from common.collector import settle_collector
 from common.exec_policy import PolicyError, check_patterns
 from common.grpc_auth import GrpcSecurity
 from common.logging import configure, ctx
@@ -204,7 +204,7 @@ def main(settings: Settings) -> int:
     # What is loaded by now (gRPC, protobuf, the modules) lives as long as the process: keep it
     # out of the cyclic collector's full passes, which walked it again and again as attempts
     # churned through objects (~6 % of the CPU per start, bench.worker_spawn).
-    gc.freeze()
+    settle_collector()
     try:
         asyncio.run(run_worker(settings))
     except WorkerStartupError as exc:
