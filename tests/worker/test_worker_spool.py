@@ -127,6 +127,28 @@ def test_results_of_the_one_file_per_result_format_are_still_delivered(tmp_path)
     assert "7-1.json" not in result_files(spool)
 
 
+def test_segments_written_through_message_to_dict_are_still_delivered(tmp_path):
+    """Workers before 2026-12-05 wrote each result with json_format.MessageToDict (int64 as
+    a JSON string); their spools must still be delivered after an upgrade."""
+    directory = tmp_path / "spool" / "w1"
+    directory.mkdir(parents=True)
+    old = result(2**40, output="from an older worker")
+    as_dict = json_format.MessageToDict(old, preserving_proto_field_name=True)
+    assert as_dict["run_id"] == str(2**40)
+    doc = {"format": 2, "results": [{"spooled_at": 5.0, "result": as_dict}]}
+    (directory / "seg-00000000000000000001-0123abcd.json").write_text(json.dumps(doc))
+    spool = Spool(tmp_path, "w1")
+    assert spool.pending() == [old]
+
+
+def test_every_result_field_is_a_scalar_so_segments_can_skip_message_to_dict():
+    """worker.spool._encode_segment writes ListFields() values as they are: a message or a
+    repeated field added to ReportResultRequest would not be JSON."""
+    fields = pb.ReportResultRequest.DESCRIPTOR.fields
+    assert [f.name for f in fields if f.type == f.TYPE_MESSAGE] == []
+    assert [f.name for f in fields if f.is_repeated] == []
+
+
 def test_a_segment_is_deleted_once_every_result_in_it_is_acknowledged(tmp_path):
     spool = Spool(tmp_path, "w1")
     spool.put_many([result(run_id) for run_id in (1, 2, 3)])
