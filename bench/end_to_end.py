@@ -86,6 +86,9 @@ def runs_step(
     succeeded = finished.get("succeeded", 0) / seconds
     failed = sum(n for state, n in finished.items() if state not in ("succeeded", "skipped"))
     bare = env.results.get("spawn_rate", {}).get(workers)
+    leader_cpu = usage["leader"].cpu_percent
+    workers_cpu = sum(u.cpu_percent for n, u in usage.items() if n in cluster.worker_names)
+    pg_cpu = usage["postgres"].cpu_percent if "postgres" in usage else None
     table.add(
         workers,
         float(offered),
@@ -93,11 +96,33 @@ def runs_step(
         failed / seconds,
         bare,
         ratio(succeeded, bare),
-        usage["leader"].cpu_percent,
-        sum(u.cpu_percent for n, u in usage.items() if n in cluster.worker_names),
-        usage["postgres"].cpu_percent if "postgres" in usage else None,
+        leader_cpu,
+        workers_cpu,
+        pg_cpu,
+        cpu_ms_per_run(succeeded, leader_cpu, workers_cpu, pg_cpu),
     )
     progress(f"end_to_end: {workers} workers, {offered} offered: {succeeded:.0f} runs/s")
+
+
+def cpu_ms_per_run(
+    runs_per_second: float, leader: float, workers: float, postgres: float | None
+) -> float | None:
+    """CPU milliseconds the three busy parts spent per succeeded run (CPU % of one core)."""
+    if postgres is None or runs_per_second <= 0:
+        return None
+    return (leader + workers + postgres) * 10 / runs_per_second
+
+
+def _budget_note(bare_cpu_ms: dict[int, float]) -> str:
+    """Why the fraction of bare is what it is: runs share the machine's CPU with spawning, so
+    half the bare rate needs a run to cost at most twice a bare spawn."""
+    if not bare_cpu_ms:
+        return "the limits table (not run) gives a bare spawn's CPU"
+    costs = ", ".join(f"{ms:.3f} ms with {n}" for n, ms in sorted(bare_cpu_ms.items()))
+    return (
+        f"a bare spawn took {costs} spawning process(es), so on a CPU-bound machine half the "
+        "bare rate needs at most twice that per run"
+    )
 
 
 def _request_makers(
@@ -190,6 +215,7 @@ def run(env: BenchEnv, opts: Namespace) -> list[Table]:
             "leader CPU %",
             "workers CPU %",
             "PG CPU %",
+            "CPU ms/run",
         ],
     )
     with env.cluster(NAME, workers=counts[0], worker_concurrency=opts.worker_concurrency) as (
@@ -207,6 +233,10 @@ def run(env: BenchEnv, opts: Namespace) -> list[Table]:
     )
     runs.note(
         f"each worker {opts.worker_concurrency} slots; workers CPU includes their `true` children"
+    )
+    runs.note(
+        "CPU ms/run = leader + workers (with children) + PostgreSQL CPU per succeeded run; "
+        + _budget_note(env.results.get("spawn_cpu_ms", {}))
     )
     runs.note(
         "after each step its backlog is skipped and runs, run_attempts and jobs are VACUUM "
