@@ -13,7 +13,9 @@ import threading
 from dataclasses import dataclass
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf
+from pysyncobj.journal import FileJournal
 
+from common.logging import ctx
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,31 @@ def election_window(
     return low + rank * stagger, high + rank * stagger
 
 
+def restart_compacted_log(journal_file: str, dump_file: str) -> bool:
+    """Empty a Raft log whose start was compacted away with no snapshot file to stand for it.
+
+    Versions before the snapshot file (``fullDumpFile``) kept the snapshot in memory only, so
+    after a restart such a log begins past index 1 with nothing before it: the node can apply
+    nothing, never compacts again, and as leader has no snapshot for a node further behind.
+    No commands are replicated (the log holds only the no-op each new leader appends), so
+    the entries can go; the term and vote stay in the journal's meta file, so the epoch
+    never goes back. The node then catches up like a new one. True if it was emptied.
+    """
+    if os.path.exists(dump_file) or not os.path.exists(journal_file):
+        return False
+    journal = FileJournal(journal_file)
+    try:
+        if len(journal) == 0 or journal[0][1] <= 1:
+            return False
+        journal.clear()
+        journal.setRaftCommitIndex(1)
+        journal.onOneSecondTimer()  # stores the meta (commit index) now
+        journal.flush()
+        return True
+    finally:
+        journal._destroy()
+
+
 class RaftNode:
     """One controller's SyncObj, ticking on its own thread (``autoTick``).
 
@@ -78,6 +105,8 @@ class RaftNode:
             )
         journal_dir = os.path.join(settings.data_dir, settings.node_id)
         os.makedirs(journal_dir, exist_ok=True)
+        journal_file = os.path.join(journal_dir, "raft.journal")
+        dump_file = os.path.join(journal_dir, "raft.dump")
         low, high = election_window(
             settings.raft_self,
             list(settings.raft_peers),
@@ -101,10 +130,25 @@ class RaftNode:
             # times (leaderFallbackTimeout), so a long timeout loses nothing.
             connectionTimeout=settings.raft_connection_timeout,
             connectionRetryTime=0.5,
-            journalFile=os.path.join(journal_dir, "raft.journal"),
+            journalFile=journal_file,
+            # Log compaction (every minute) drops the journal's older entries and keeps a
+            # snapshot in their place, which the leader sends to a node too far behind for
+            # entries. Without this file that snapshot lived only in memory: after a
+            # restart of the cluster, the leader had nothing to send a node that was down
+            # while the others compacted, the node never caught up, and its elections kept
+            # deposing the leader. Written in this thread (no fork: a controller runs gRPC
+            # threads), it is a few hundred bytes, as no commands are replicated.
+            fullDumpFile=dump_file,
+            tryUseFork=False,
             dynamicMembershipChange=False,
             bindAddress=settings.raft_bind or None,
         )
+        if restart_compacted_log(journal_file, dump_file):
+            log.warning(
+                "Raft log compacted without a snapshot file (chronoraft before 2026-12-05) "
+                "starts again empty; its term is kept",
+                extra=ctx(journal=journal_file),
+            )
         self._peers = list(settings.raft_peers)
         self._latest: RaftSnapshot | None = None
         self._obj = SyncObj(settings.raft_self, self._peers, conf=conf)
