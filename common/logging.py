@@ -53,10 +53,44 @@ class _Formatter(logging.Formatter):
         return line
 
 
+REPEAT_INTERVAL = 10.0
+"""Seconds during which a library's repeated log line is written once (see _RepeatLimiter)."""
+
+
+class _RepeatLimiter(logging.Filter):
+    """Writes a line that a library repeats at most once per ``interval``, with the count.
+
+    PySyncObj logs from its tick (every 20 ms, per peer): one failure that repeats filled
+    511 MB of log in 12 minutes (a leader with no snapshot to send, see controller/raft.py).
+    Our own lines are never held back; only those of the ``libraries`` namespaces.
+    """
+
+    def __init__(self, libraries: tuple[str, ...], interval: float = REPEAT_INTERVAL) -> None:
+        super().__init__()
+        self._libraries = libraries
+        self._interval = interval
+        self._seen: dict[tuple[str, object], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self._libraries):
+            return True
+        key = (record.name, record.msg)
+        now = time.monotonic()
+        last, held = self._seen.get(key, (None, 0))
+        if last is not None and now - last < self._interval:
+            self._seen[key] = (last, held + 1)
+            return False
+        self._seen[key] = (now, 0)
+        if held:
+            record.msg = f"{record.msg} [{held} more like this in the last {now - last:.0f} s]"
+        return True
+
+
 def configure(level: str, fmt: str, node: str) -> None:
     """Install the chronoraft formatter on the root logger (idempotent)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter(node, fmt.lower() == "json"))
+    handler.addFilter(_RepeatLimiter(("pysyncobj",)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
