@@ -1,17 +1,17 @@
 """How the long-running processes (controller, worker) set Python's cyclic garbage collector.
 
-Measured in ``bench end_to_end`` (two workers, ~1,200 runs/s, 45 s, gc callbacks timing each
-pass): with the interpreter's defaults the leader spent ~1 s in the collector, ~0.4 s of
-it in 8 full passes of ~50 ms each (every pass walked the 69,000 objects loaded at start:
-modules, gRPC, protobuf, psycopg), and each worker ~0.6 s. A 50 ms pause stops the leader's
+Measured in ``bench end_to_end`` (two workers, ~1,400 runs/s, 45 s, gc callbacks timing each
+pass): with the interpreter's defaults the leader spent ~0.9 s in the collector, half of it
+in 9-10 full passes of up to 84 ms (each walked the ~69,000 objects loaded at start:
+modules, gRPC, protobuf, psycopg), and each worker ~0.65 s. A full pass stops the leader's
 event loop: no tick, no dispatch, no API answer meanwhile.
 
-- :func:`gc.freeze` once everything is imported moves those objects out of every later pass
-  (full passes: ~8 ms each).
+- :func:`gc.freeze` once everything is imported moves those objects out of every later pass.
 - A young generation of 10,000 objects instead of 700: a dispatch or result batch creates
-  thousands of short-lived containers (one dict per run row), most freed by reference
+  thousands of short-lived containers (one dict per run row), nearly all freed by reference
   counting within the batch; collecting every 700 promoted the ones still in use to older
-  generations, to be walked again. Leader 1 s -> ~0.15 s, worker 0.6 -> ~0.26 s.
+  generations, to be walked again.
+After both: the leader ~0.1 s and no full pass in the same 45 s, a worker 0.26-0.38 s.
 Cyclic garbage now waits for 10,000 allocations before it is found: a few MB at most.
 """
 
