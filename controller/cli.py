@@ -7,6 +7,7 @@ Flags override ``CHRONORAFT_*`` environment variables, which override built-in d
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -227,10 +228,25 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # so that a reader gone early shows up here, not at exit
+        return code
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        return _stdout_reader_gone()
+
+
+def _stdout_reader_gone() -> int:
+    """``chronoraft status | head -4``: the reader left, so stop quietly, as ``cat`` would.
+
+    stdout is pointed at /dev/null because Python flushes it again at exit, which would
+    raise a second BrokenPipeError (the recipe in the Python docs' "Note on SIGPIPE").
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
 
 
 if __name__ == "__main__":

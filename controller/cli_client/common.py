@@ -14,6 +14,11 @@ from controller.cli_client.client import ApiClient, ApiError, split_urls
 Handler = Callable[[ApiClient, argparse.Namespace], int]
 
 
+class InputError(Exception):
+    """Input the command cannot use (an unreadable ``--file``, a malformed ``KEY=VALUE``),
+    found before anything is sent: reported like an API error, as one ``error:`` line."""
+
+
 def client_options() -> argparse.ArgumentParser:
     """A parent parser: the flags each client subcommand accepts after its own name."""
     parent = argparse.ArgumentParser(add_help=False)
@@ -37,12 +42,13 @@ def make_client(args: argparse.Namespace) -> ApiClient:
 
 
 def run(handler: Handler) -> Callable[[argparse.Namespace], int]:
-    """The argparse ``func``: build the client, call the handler, turn API errors into exit 1."""
+    """The argparse ``func``: build the client, call the handler, turn API errors and
+    unusable input into ``error: ...`` and exit 1."""
 
     def call(args: argparse.Namespace) -> int:
         try:
             return handler(make_client(args), args)
-        except ApiError as exc:
+        except (ApiError, InputError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
 

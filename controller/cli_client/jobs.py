@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from common.durations import format_duration
 from controller.cli_client import tables
 from controller.cli_client.client import ApiClient
-from controller.cli_client.common import emit, run
+from controller.cli_client.common import InputError, emit, run
 
 # --flag -> job field, for the flags that carry a value unchanged.
 SCALAR_FLAGS = {
@@ -53,6 +54,8 @@ def job_rows(items: list[dict[str, Any]]) -> str:
 
 
 def render_job(job: dict[str, Any]) -> str:
+    """A job's settings are durations it was given (``5m``, ``10s``), so they are shown in the
+    spelling the API accepts, not rounded like a measured duration (``10.0s``)."""
     command = " ".join([job["command"], *job["args"]]) if job.get("args") else job["command"]
     counters = job.get("counters") or {}
     return tables.fields(
@@ -63,10 +66,10 @@ def render_job(job: dict[str, Any]) -> str:
             ("schedule", f"{job['schedule']} ({job['timezone']})"),
             ("next run", tables.when(job.get("next_run_at"))),
             ("command", command),
-            ("timeout", tables.duration(job["timeout"]) if job.get("timeout") else "none"),
-            ("retries", f"{job['max_retries']} (backoff {tables.duration(job['retry_backoff'])})"),
+            ("timeout", format_duration(job["timeout"]) if job.get("timeout") else "none"),
+            ("retries", f"{job['max_retries']} (backoff {format_duration(job['retry_backoff'])})"),
             ("overlap", job.get("overlap")),
-            ("catchup", f"{job.get('catchup')} within {tables.duration(job['catchup_window'])}"),
+            ("catchup", f"{job.get('catchup')} within {format_duration(job['catchup_window'])}"),
             ("labels", tables.labels(job.get("labels"))),
             ("env", tables.labels(job.get("env"))),
             ("description", job.get("description")),
@@ -90,23 +93,33 @@ def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
     for item in values or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"error: {flag} {item!r}: expected KEY=VALUE")
+            raise InputError(f"{flag} {item!r}: expected KEY=VALUE")
         result[key] = value
     return result
+
+
+def _read_job_file(name: str) -> dict[str, Any]:
+    """The JSON object in ``name`` (``-``: stdin); InputError names the file and the fault."""
+    try:
+        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"--file {name}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"--file {name}: not UTF-8 text: {exc.reason}") from None
+    try:
+        loaded = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--file {name}: not JSON: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise InputError(f"--file {name}: must hold one JSON object")
+    return loaded
 
 
 def job_body(args: argparse.Namespace) -> dict[str, Any]:
     """``--file`` (a JSON job object) first, then every flag given on top of it."""
     body: dict[str, Any] = {}
     if args.file:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
-        try:
-            loaded = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SystemExit(f"error: --file {args.file}: not JSON: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise SystemExit(f"error: --file {args.file}: must hold one JSON object")
-        body.update(loaded)
+        body.update(_read_job_file(args.file))
     for flag, key in SCALAR_FLAGS.items():
         value = getattr(args, flag)
         if value is not None:

@@ -8,12 +8,14 @@ import sys
 import time
 from typing import Any
 
+from common.states import TERMINAL, RunState
 from controller.cli_client import tables
 from controller.cli_client.client import ApiClient, ApiError
 from controller.cli_client.common import emit, run
 from controller.cli_client.jobs import ref
 
-FINAL = {"succeeded", "failed", "timed_out", "cancelled", "skipped"}
+FINAL = {s.value for s in TERMINAL}
+"""States ``runs tail`` stops at; upstream_failed too, or it would follow such a node forever."""
 
 
 def run_rows(items: list[dict[str, Any]]) -> str:
@@ -160,10 +162,7 @@ def add_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
 
     p = actions.add_parser("list", parents=[parent], help="the run history, newest first")
     p.add_argument("--job", help="job name or id")
-    p.add_argument(
-        "--state",
-        help="pending, dispatched, running, succeeded, failed, timed_out, cancelled, skipped",
-    )
+    p.add_argument("--state", help=", ".join(s.value for s in RunState))
     p.add_argument("--since", help="RFC 3339 time, e.g. 2026-01-01T00:00:00Z")
     p.add_argument("--until", help="RFC 3339 time")
     p.add_argument("--limit", type=int, default=20)
