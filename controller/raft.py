@@ -136,8 +136,9 @@ class RaftNode:
             # entries. Without this file that snapshot lived only in memory: after a
             # restart of the cluster, the leader had nothing to send a node that was down
             # while the others compacted, the node never caught up, and its elections kept
-            # deposing the leader. Written in this thread (no fork: a controller runs gRPC
-            # threads), it is a few hundred bytes, as no commands are replicated.
+            # deposing the leader. Written on PySyncObj's tick thread rather than from a
+            # forked child (a controller runs gRPC threads): a few hundred bytes, as no
+            # commands are replicated.
             fullDumpFile=dump_file,
             tryUseFork=False,
             dynamicMembershipChange=False,
