@@ -131,7 +131,7 @@ class RaftNode:
             connectionTimeout=settings.raft_connection_timeout,
             connectionRetryTime=0.5,
             journalFile=journal_file,
-            # Log compaction (every minute) drops the journal's older entries and keeps a
+            # Log compaction (every 5 minutes) drops the journal's older entries and keeps a
             # snapshot in their place, which the leader sends to a node too far behind for
             # entries. Without this file that snapshot lived only in memory: after a
             # restart of the cluster, the leader had nothing to send a node that was down

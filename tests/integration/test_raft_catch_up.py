@@ -2,8 +2,8 @@
 restart of the whole cluster (real PySyncObj nodes talking over TCP, in this process).
 
 Found by walking the README on a fresh clone: kill -9 one controller, let the others run
-past PySyncObj's log compaction (60 s), restart ``./dev up``. The Raft journal was on disk
-but the compacted log's snapshot was only in memory, so after the restart the leader had
+past PySyncObj's log compaction (every 5 minutes), restart ``./dev up``. The Raft journal was
+on disk but the compacted log's snapshot only in memory, so after the restart the leader had
 nothing to send the node that lagged: it logged "Failed to open file for transmission"
 some thousand times a second (511 MB of log in 12 minutes), the lagging node never caught
 up, and its elections kept deposing the leader.
