@@ -7,12 +7,15 @@ Raft journal file (under ``data_dir``) persists it.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import logging
 import os
 import threading
 from dataclasses import dataclass
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf
+from pysyncobj import pickle as syncobj_pickle
 from pysyncobj.journal import FileJournal
 
 from common.logging import ctx
@@ -60,29 +63,43 @@ def election_window(
     return low + rank * stagger, high + rank * stagger
 
 
-def restart_compacted_log(journal_file: str, dump_file: str) -> bool:
-    """Empty a Raft log whose start was compacted away with no snapshot file to stand for it.
+def _snapshot_readable(dump_file: str) -> bool:
+    """Whether PySyncObj could load ``dump_file`` (gzip of a pickle, as it writes it)."""
+    try:
+        with open(dump_file, "rb") as f, gzip.GzipFile(fileobj=f) as g:
+            syncobj_pickle.load(g)
+    except Exception:  # noqa: BLE001 - any failure to read means there is no snapshot
+        return False
+    return True
 
-    Versions before the snapshot file (``fullDumpFile``) kept the snapshot in memory only, so
-    after a restart such a log begins past index 1 with nothing before it: the node can apply
-    nothing, never compacts again, and as leader has no snapshot for a node further behind.
-    No commands are replicated (the log holds only the no-op each new leader appends), so
-    the entries can go; the term and vote stay in the journal's meta file, so the epoch
-    never goes back. The node then catches up like a new one. True if it was emptied.
+
+def restart_compacted_log(journal_file: str, dump_file: str) -> bool:
+    """Empty a Raft log whose start was compacted away with no snapshot to stand for it.
+
+    Versions before the snapshot file (``fullDumpFile``) kept the snapshot in memory only, and
+    PySyncObj writes the file without fsync, so a crash can leave it unreadable. Either way
+    the log then begins past index 1 with nothing before it: the node can apply nothing,
+    never compacts again, and as leader has no snapshot for a node further behind. No
+    commands are replicated (the log holds only the no-op each new leader appends), so the
+    entries can go, and an unreadable snapshot with them; the term and vote stay in the
+    journal's meta file, so the epoch never goes back. The node then catches up like a new
+    one. True if it was emptied.
     """
-    if os.path.exists(dump_file) or not os.path.exists(journal_file):
+    if not os.path.exists(journal_file):
         return False
     journal = FileJournal(journal_file)
     try:
-        if len(journal) == 0 or journal[0][1] <= 1:
+        if len(journal) == 0 or journal[0][1] <= 1 or _snapshot_readable(dump_file):
             return False
         journal.clear()
         journal.setRaftCommitIndex(1)
         journal.onOneSecondTimer()  # stores the meta (commit index) now
         journal.flush()
-        return True
     finally:
         journal._destroy()
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(dump_file)
+    return True
 
 
 class RaftNode:
@@ -146,8 +163,8 @@ class RaftNode:
         )
         if restart_compacted_log(journal_file, dump_file):
             log.warning(
-                "Raft log compacted without a snapshot file (chronoraft before 2026-12-05) "
-                "starts again empty; its term is kept",
+                "Raft log compacted without a readable snapshot (none before 2026-12-05, or "
+                "a crash while writing it) starts again empty; its term is kept",
                 extra=ctx(journal=journal_file),
             )
         self._peers = list(settings.raft_peers)

@@ -162,9 +162,28 @@ def test_a_log_compacted_by_an_older_version_is_restarted_and_catches_up(
         older.setattr(raft, "SyncObjConf", without_snapshot_file)
         before = _leave_one_behind_and_compact(start(settings))
     assert not any((tmp_path / s.node_id / "raft.dump").exists() for s in settings)
+    _restart_expecting_two_repairs(settings, start, before, caplog)
+
+
+def test_a_snapshot_left_unreadable_by_a_crash_is_dropped_with_its_log(
+    tmp_path: Any, start: Start, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PySyncObj writes the snapshot without fsync: a crash can leave it empty or cut."""
+    settings = _cluster_settings(str(tmp_path))
+    before = _leave_one_behind_and_compact(start(settings))
+    for i, s in enumerate(settings):
+        if i != before.lagging:
+            dump = tmp_path / s.node_id / "raft.dump"
+            dump.write_bytes(dump.read_bytes()[:20])
+    _restart_expecting_two_repairs(settings, start, before, caplog)
+
+
+def _restart_expecting_two_repairs(
+    settings: list[Settings], start: Start, before: LeftBehind, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING)
     restarted = start(settings)
-    repaired = [r for r in caplog.records if "compacted without a snapshot file" in r.message]
+    repaired = [r for r in caplog.records if "without a readable snapshot" in r.message]
     assert len(repaired) == 2  # the two that compacted; the lagging one was never compacted
     caplog.clear()
     _assert_all_catch_up(restarted, before, caplog)
