@@ -6,7 +6,9 @@ in 9-10 full passes of up to 84 ms (each walked the ~69,000 objects loaded at st
 modules, gRPC, protobuf, psycopg), and each worker ~0.65 s. A full pass stops the leader's
 event loop: no tick, no dispatch, no API answer meanwhile.
 
-- :func:`gc.freeze` once everything is imported moves those objects out of every later pass.
+- :func:`gc.freeze` once everything is imported moves those objects out of every later pass
+  (in the worker, which froze them first, that alone was ~6 % of its CPU per started
+  attempt in ``bench.worker_spawn``).
 - A young generation of 10,000 objects instead of 700: a dispatch or result batch creates
   thousands of short-lived containers (one dict per run row), nearly all freed by reference
   counting within the batch; collecting every 700 promoted the ones still in use to older

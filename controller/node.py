@@ -162,7 +162,7 @@ async def _shutdown(
 
 def main(settings: Settings) -> int:
     configure(settings.log_level, settings.log_format, node=settings.node_id)
-    settle_collector()  # the leader's event loop stopped for ~50 ms at each full pass
+    settle_collector()  # once everything is imported (common/collector.py)
     try:
         asyncio.run(run_controller(settings))
     except KeyboardInterrupt:

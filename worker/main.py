@@ -201,10 +201,7 @@ def _safe_count(spool: Spool) -> int | str:
 def main(settings: Settings) -> int:
     """Entry point of ``chronoraft worker``: 0 after a clean stop, 2 if it cannot start."""
     configure(settings.log_level, settings.log_format, node=settings.effective_worker_id)
-    # What is loaded by now (gRPC, protobuf, the modules) lives as long as the process: keep it
-    # out of the cyclic collector's full passes, which walked it again and again as attempts
-    # churned through objects (~6 % of the CPU per start, bench.worker_spawn).
-    settle_collector()
+    settle_collector()  # once everything is imported (common/collector.py)
     try:
         asyncio.run(run_worker(settings))
     except WorkerStartupError as exc:
