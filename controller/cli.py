@@ -18,6 +18,7 @@ from controller.cli_client import dags as cli_dags
 from controller.cli_client import jobs as cli_jobs
 from controller.cli_client import runs as cli_runs
 from controller.cli_client.common import client_options
+from controller.up_control import ACTIONS, DEFAULT_BASE_DIR
 
 
 def _settings(args: argparse.Namespace, **mapping: str) -> Settings:
@@ -171,10 +172,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=365, help="validity (default 365)")
     p.set_defaults(func=cmd_certs)
 
-    p = sub.add_parser("up", help="start PostgreSQL (if needed), 3 controllers and workers")
+    p = sub.add_parser(
+        "up",
+        help="start PostgreSQL (if needed), 3 controllers and workers; "
+        "`up start|stop|restart NODE`, `up status`: one node of a running `up`",
+    )
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=ACTIONS,
+        help="to a running `chronoraft up` (same --base-dir): start, stop or restart NODE, "
+        "or print its status table",
+    )
+    p.add_argument("node", nargs="?", help="c1, c2, ... or w1, w2, ...")
     p.add_argument("--controllers", type=int, default=3)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--base-dir", default=".chronoraft/local")
+    p.add_argument("--base-dir", default=DEFAULT_BASE_DIR)
     p.add_argument("--http-base", type=int, default=8080)
     p.add_argument("--raft-base", type=int, default=7000)
     p.add_argument("--grpc-base", type=int, default=9090)

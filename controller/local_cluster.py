@@ -110,6 +110,16 @@ class Node:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def paused(self) -> bool:
+        """True while the process is stopped by a signal (``kill -STOP``): state T in /proc."""
+        if not self.alive() or self.proc is None:
+            return False
+        try:
+            stat = Path(f"/proc/{self.proc.pid}/stat").read_bytes()
+        except OSError:
+            return False
+        return stat[stat.rfind(b")") + 2 :].startswith(b"T")
+
 
 @dataclass
 class LocalCluster:

@@ -17,6 +17,14 @@ from pathlib import Path
 from common import db
 from common.pgserver import PgServer, PgServerError
 from controller.local_cluster import ClusterError, LocalCluster, http_json
+from controller.up_control import (
+    DEFAULT_BASE_DIR,
+    ControlServer,
+    NodeControl,
+    another_up_running,
+    describe_exit,
+    request,
+)
 from controller.up_progress import status_table, wait_with_progress
 
 EXAMPLE_JOBS = [
@@ -66,8 +74,13 @@ def seed_examples(base_url: str, token: str) -> None:
 
 
 def run_up(args: argparse.Namespace) -> int:
+    if args.action:
+        return request(args.base_dir, args.action, args.node)
     base = Path(args.base_dir).resolve()
     base.mkdir(parents=True, exist_ok=True)
+    if another_up_running(base):
+        _say(f"another chronoraft up is running with base dir {base}; stop it first (Ctrl-C)")
+        return 1
     url = os.environ.get("CHRONORAFT_DATABASE_URL", "")
     pg: PgServer | None = None
     if not url:
@@ -94,6 +107,7 @@ def run_up(args: argparse.Namespace) -> int:
         raft_password=os.environ.get("CHRONORAFT_RAFT_PASSWORD", "chronoraft-dev-password"),
     )
     stopping = threading.Event()
+    control: ControlServer | None = None
 
     def on_signal(signum: int, _frame: object) -> None:
         stopping.set()
@@ -125,12 +139,42 @@ def run_up(args: argparse.Namespace) -> int:
             f'  try:  curl -s -H "Authorization: Bearer $CHRONORAFT_TOKEN" '
             f"{cluster.url('c1')}/api/v1/cluster"
         )
+        nodes = NodeControl(cluster, threading.Lock())
+        this_up = "./dev up" + _base_dir_flag(args)
+        try:
+            control = ControlServer(base, nodes)
+        except OSError as exc:  # e.g. a base dir path too long for a Unix socket
+            _say(f"no node control ({exc}): nodes cannot be restarted one by one")
+        else:
+            control.start()
+            print(f"  {this_up} stop|start|restart <node>   (another terminal) one node")
         print("  Ctrl-C stops everything.", flush=True)
-        stopping.wait(timeout=args.exit_after)
+        _watch(nodes, stopping, args.exit_after, this_up)
     finally:
         _say("stopping ...")
+        if control is not None:
+            control.close()
         cluster.stop_all()
         if pg is not None:
             pg.stop()
         _say("stopped")
     return 0
+
+
+def _base_dir_flag(args: argparse.Namespace) -> str:
+    return "" if args.base_dir == DEFAULT_BASE_DIR else f" --base-dir {args.base_dir}"
+
+
+def _watch(
+    nodes: NodeControl, stopping: threading.Event, exit_after: float | None, this_up: str
+) -> None:
+    """Until Ctrl-C (or ``exit_after``): say when a node ends that no request stopped, so a
+    ``kill -9`` shows here with the command that brings the node back."""
+    deadline = None if exit_after is None else time.monotonic() + exit_after
+    while True:
+        wait = 1.0 if deadline is None else min(1.0, max(0.0, deadline - time.monotonic()))
+        if stopping.wait(timeout=wait) or (deadline is not None and time.monotonic() >= deadline):
+            return
+        for name, pid, code in nodes.exits():
+            again = f"`{this_up} start {name}` starts it again"
+            _say(f"{name} (pid {pid}) ended: {describe_exit(code)}; {again}")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from controller.cli_client import tables
-from controller.local_cluster import ClusterError, LocalCluster
+from controller.local_cluster import ClusterError, LocalCluster, Node
 
 
 def _progress(cluster: LocalCluster) -> tuple[str, str | None]:
@@ -66,11 +66,22 @@ def status_table(cluster: LocalCluster) -> str:
     rows = []
     for name in cluster.controller_names:
         node = cluster.nodes[name]
-        role = views[name]["node"]["role"] if name in views else "unreachable"
-        rows.append((name, "controller", role, node.pid, node.url, None))
+        role = _down(node) or (views[name]["node"]["role"] if name in views else "unreachable")
+        rows.append((name, "controller", role, _pid(node), node.url, None))
     for name in cluster.worker_names:
         node = cluster.nodes[name]
         w = fleet.get(name)
-        load = f"{w['running']}/{w['capacity']} running" if w else "not registered"
-        rows.append((name, "worker", None, node.pid, f"{node.url}/metrics", load))
+        load = _down(node) or (f"{w['running']}/{w['capacity']} running" if w else "not registered")
+        rows.append((name, "worker", None, _pid(node), f"{node.url}/metrics", load))
     return tables.table(("NODE", "KIND", "ROLE", "PID", "URL", "LOAD"), rows)
+
+
+def _down(node: Node) -> str:
+    """ "down" or "paused" for a node that cannot answer, "" for a running one."""
+    if not node.alive():
+        return "down"
+    return "paused" if node.paused() else ""
+
+
+def _pid(node: Node) -> int | None:
+    return node.pid if node.alive() else None
