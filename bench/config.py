@@ -28,7 +28,7 @@ SIZES: dict[str, tuple[Any, Any]] = {
     "stops": (10, 1),
     "settle": (2.0, 1.5),
     # fire rate (+ APScheduler)
-    "sizes": ([100, 300, 1000, 5000], [100]),
+    "sizes": ([100, 300, 600, 1000, 5000], [100]),
     "duration": (30.0, 3.0),
     "warmup": (5.0, 2.0),
     "drain": (15.0, 4.0),

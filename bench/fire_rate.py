@@ -15,7 +15,7 @@ import time
 from argparse import Namespace
 
 from bench import pgsql, vs_apscheduler
-from bench.fires import FireStats, analyze
+from bench.fires import FireStats, analyze, sustained_target_note
 from bench.harness import BenchEnv, api, leader_pid, progress
 from bench.procstat import Sampler, Usage
 from bench.stats import burst_start_floor_ms, ratio
@@ -122,18 +122,22 @@ def run(env: BenchEnv, opts: Namespace) -> list[Table]:
         COLUMNS,
     )
     peer_missing = None if opts.no_apscheduler else vs_apscheduler.available()
+    ours: dict[int, FireStats] = {}
+    theirs: dict[int, FireStats] = {}
     with env.cluster(
         NAME, workers=opts.fire_workers, worker_concurrency=opts.worker_concurrency
     ) as (cluster, url):
         for n in opts.sizes:
             stats, usage, notes = measure_chronoraft(env, cluster, url, n, opts)
             table.rows.append(_row("chronoraft", n, stats, usage, "workers"))
+            ours[n] = stats
             for note in notes:
                 table.note(note)
             if opts.no_apscheduler or peer_missing:
                 continue
             peer = vs_apscheduler.measure(env, n, opts.warmup, opts.duration, opts.aps_threads)
             table.rows.append(_row("APScheduler", n, peer.stats, peer.usage, "children"))
+            theirs[n] = peer.stats
             table.add(
                 "ratio chronoraft/APScheduler",
                 n,
@@ -190,6 +194,11 @@ def run(env: BenchEnv, opts: Namespace) -> list[Table]:
             f"lateness can be below 0.99 N / {bare:.0f} s: {floors or '-'}; N >= {bare:.0f} "
             "cannot all start within the second at all"
         )
+    verdict = sustained_target_note(
+        ours, theirs, lambda n: burst_start_floor_ms(n, bare) if bare else math.nan
+    )
+    if verdict:
+        table.note(verdict)
     if peer_missing:
         table.note(f"APScheduler side skipped: {peer_missing}")
     return [table]

@@ -129,7 +129,7 @@ def test_quick_fills_only_the_sizes_not_given_on_the_command_line() -> None:
     assert quick.sizes == [500]
     assert quick.kills == config.SIZES["kills"][1]
     full = config.parse([])
-    assert full.sizes == [100, 300, 1000, 5000]
+    assert full.sizes == [100, 300, 600, 1000, 5000]
     assert full.kills >= 30
     assert full.scale_jobs[-1] == 100_000
     assert full.only == list(config.BENCHMARKS)

@@ -6,8 +6,9 @@ import math
 
 import pytest
 
-from bench.fires import Fire, analyze, slots_in
+from bench.fires import Fire, FireStats, analyze, slots_in, sustained_target_note
 from bench.stats import (
+    Summary,
     burst_start_floor_ms,
     histogram_quantile,
     percentile,
@@ -119,3 +120,32 @@ def test_burst_start_floor_is_the_time_to_spawn_the_quantiles_share_of_the_burst
     assert burst_start_floor_ms(1000, 2000.0) == 495.0  # the 990th start, at 2,000/s
     assert burst_start_floor_ms(100, 1000.0, q=0.5) == 50.0
     assert math.isnan(burst_start_floor_ms(100, 0.0))
+
+
+def _stats(rate: int, missed: int, p99: float) -> FireStats:
+    late = Summary(rate, 1.0, p99 / 2, p99, p99 + 1)
+    return FireStats(jobs=rate, seconds=1.0, expected=rate, fired=rate - missed, skipped=0,
+                     late_ms=late)  # fmt: skip
+
+
+def test_sustained_target_is_judged_against_the_peers_best_rate_without_a_miss() -> None:
+    peer = {100: _stats(100, 0, 200.0), 300: _stats(300, 0, 500.0), 1000: _stats(1000, 800, 990)}
+    ours = {100: _stats(100, 0, 40.0), 300: _stats(300, 0, 90.0), 1000: _stats(1000, 0, 300.0)}
+    note = sustained_target_note(ours, peer, lambda n: float("nan"))
+    assert note is not None
+    assert "(2 x 300 = 600/s)" in note  # the peer's 1000 row missed slots: not its best
+    assert "chronoraft's best here 300/s (N=300, p99 90.0 ms): not met" in note
+    assert "floor" not in note
+
+    ours[600] = _stats(600, 0, 95.0)
+    assert sustained_target_note(ours, peer, lambda n: float("nan")).endswith(": met")
+
+
+def test_sustained_target_says_when_the_floor_puts_it_out_of_reach() -> None:
+    peer = {300: _stats(300, 0, 500.0)}
+    ours = {300: _stats(300, 0, 150.0), 600: _stats(600, 1, 99.0)}
+    note = sustained_target_note(ours, peer, lambda n: burst_start_floor_ms(n, 3718.0))
+    assert note is not None
+    assert "no chronoraft size had p99 < 100 ms without a miss: not met" in note
+    assert "600 processes cannot all start within 160 ms" in note
+    assert sustained_target_note(ours, {300: _stats(300, 5, 1.0)}, lambda n: 0.0) is None
