@@ -30,6 +30,10 @@ from proto import chronoraft_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 
+class ControllerStartupError(Exception):
+    """The controller cannot serve (its API or gRPC port taken...): it exits 2 saying why."""
+
+
 class NodeView:
     """The API's read-only window onto this node's Raft and leadership state."""
 
@@ -105,22 +109,31 @@ async def run_controller(settings: Settings, stop: asyncio.Event | None = None) 
     await pool.open(wait=False)
     raft = RaftNode(settings)
     manager = LeadershipManager(settings, raft, pool, metrics)
-    try:  # bad token file or allowlist: refuse to start, leaving nothing behind
+    server: grpc.aio.Server | None = None
+    runner: web.AppRunner | None = None
+    try:  # a bad token file, allowlist or a port taken: refuse to start, leaving nothing behind
         app = create_app(settings, pool, metrics, NodeView(settings, raft, manager))
-    except SettingsError:
-        raft.close()
-        await pool.close()
+        server = security.server()
+        pb_grpc.add_ControllerServiceServicer_to_server(ControllerService(pool, metrics), server)
+        grpc_address = f"{settings.grpc_host}:{settings.grpc_port}"
+        try:
+            security.add_port(server, grpc_address)
+        except RuntimeError as exc:  # grpcio's "Failed to bind to address ..."
+            raise ControllerStartupError(f"cannot serve gRPC on {grpc_address}: {exc}") from exc
+        await server.start()
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ControllerStartupError(
+                f"cannot serve the API on {settings.http_host}:{settings.http_port}: "
+                f"{exc.strerror or exc}"
+            ) from exc
+    except BaseException:
+        await _abandon_start(raft, server, runner, pool)
         raise
-
-    server = security.server()
-    pb_grpc.add_ControllerServiceServicer_to_server(ControllerService(pool, metrics), server)
-    security.add_port(server, f"{settings.grpc_host}:{settings.grpc_port}")
-    await server.start()
-
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.http_host, settings.http_port)
-    await site.start()
     manager.start()
     log.info(
         "controller ready",
@@ -135,6 +148,23 @@ async def run_controller(settings: Settings, stop: asyncio.Event | None = None) 
         await stop.wait()
     finally:
         await _shutdown(manager, raft, server, runner, pool)
+
+
+async def _abandon_start(
+    raft: RaftNode,
+    server: grpc.aio.Server | None,
+    runner: web.AppRunner | None,
+    pool: AsyncConnectionPool,
+) -> None:
+    """Close what a failed start opened. Left open, the pool's connecting tasks and the
+    servers kept ``asyncio.run`` waiting for ever: a controller whose port was taken hung
+    without a word instead of exiting."""
+    raft.close()
+    if server is not None:
+        await server.stop(None)
+    if runner is not None:
+        await runner.cleanup()
+    await pool.close()
 
 
 async def _shutdown(
@@ -167,7 +197,7 @@ def main(settings: Settings) -> int:
         asyncio.run(run_controller(settings))
     except KeyboardInterrupt:
         pass
-    except SettingsError as exc:
+    except (SettingsError, ControllerStartupError) as exc:
         log.error("controller cannot start: %s", exc)
         return 2
     return 0
