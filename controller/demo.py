@@ -399,8 +399,8 @@ def run_demo(args: argparse.Namespace) -> int:
             observer, kill = existing_cluster(urls, args.token)
             ok = failover(observer, kill, args.observe)
             say(
-                "note: the killed controller stays down; `chronoraft up` does not restart "
-                "it (restart `chronoraft up` to get all three back)"
+                "note: the killed controller stays down; for a `./dev up` cluster, "
+                "`./dev up start <node>` (the node the timeline names) brings it back"
             )
     except DemoError as exc:
         print(f"demo failed: {exc}", file=sys.stderr)

@@ -22,6 +22,7 @@ import socketserver
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 from controller.local_cluster import LocalCluster, Node
@@ -126,15 +127,11 @@ class NodeControl:
                         f"{name} is paused (pid {node.pid}): kill -CONT {node.pid} resumes it"
                     )
                 return f"{name} is already running (pid {node.pid})"
+            since = time.time()
             self._cluster.start(name)
             self.stopped_on_request.discard(name)
             pid = node.pid
-        if not self._wait_until_serving(node):
-            raise ControlError(
-                f"{name} started (pid {pid}) but is not serving after {self._start_wait:g}s: "
-                f"see {node.log_path}"
-            )
-        return f"started {name} (pid {pid}), {self._serving(node)}"
+        return f"started {name} (pid {pid}), {self._wait_until_serving(node, since)}"
 
     def exits(self) -> list[tuple[str, int, int]]:
         """(name, pid, return code) of each node that ended since the last call, other than
@@ -150,30 +147,55 @@ class NodeControl:
                     ended.append((name, proc.pid, proc.returncode))
         return ended
 
-    def _wait_until_serving(self, node: Node) -> bool:
+    def _wait_until_serving(self, node: Node, since: float) -> str:
+        """What :meth:`_serving` says once the node serves; ControlError if it ends first
+        or is still not serving at the deadline."""
         deadline = time.monotonic() + self._start_wait
         while time.monotonic() < deadline:
-            if not node.alive():
-                return False
-            if self._serving(node):
-                return True
+            if node.proc is not None and node.proc.poll() is not None:
+                raise ControlError(
+                    f"{node.name} (pid {node.pid}) ended as it started "
+                    f"({describe_exit(node.proc.returncode)}): see {node.log_path}"
+                )
+            serving = self._serving(node, since)
+            if serving:
+                return serving
             time.sleep(0.2)
-        return False
+        raise ControlError(
+            f"{node.name} started (pid {node.pid}) but is not serving after "
+            f"{self._start_wait:g}s: see {node.log_path}"
+        )
 
-    def _serving(self, node: Node) -> str:
-        """What shows the node is back ("" while it is not): a controller answers its API
-        (and says whom it follows), a worker is registered with the leader."""
+    def _serving(self, node: Node, since: float) -> str:
+        """What shows the node is back ("" while it is not). A controller: its API answers
+        and it has a Raft leader and every peer connected, so the next node of a rolling
+        restart may go. A worker: the leader has a heartbeat from it later than ``since``
+        (the entry of the process it replaces stays listed for the lease, so being listed
+        is not enough)."""
         cluster = self._cluster
         if node.kind == "controller":
             info = cluster.cluster_info(node.name, timeout=1.0)
-            if info is None:
+            if info is None or info["raft"]["leader"] is None:
+                return ""
+            running = {
+                cluster.raft_address(name)
+                for name in cluster.controller_names
+                if cluster.nodes[name].alive() and not cluster.nodes[name].paused()
+            }
+            if not all(p["connected"] for p in info["peers"] if p["raft"] in running):
                 return ""
             role = info["node"]["role"]
-            return f"answering at {node.url} as {role}"
+            return f"answering at {node.url} as {role}, connected to every running peer"
         for name in cluster.controller_names:
             info = cluster.cluster_info(name, timeout=1.0)
-            if info and info["node"]["role"] == "leader":
-                if any(w["id"] == node.name for w in info["workers"]):
+            if not info or info["node"]["role"] != "leader":
+                continue
+            for worker in info["workers"]:
+                if (
+                    worker["id"] == node.name
+                    and not worker["draining"]
+                    and datetime.fromisoformat(worker["last_heartbeat"]).timestamp() >= since
+                ):
                     return f"registered with the leader {name}"
         return ""
 

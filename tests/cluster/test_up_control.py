@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -122,21 +125,13 @@ def test_a_killed_leader_is_started_again_and_follows_the_new_one(running_up: Ru
 
     started = up.control("start", old)
     assert started.returncode == 0, started.stderr
-    assert started.stdout.startswith(f"started {old} (pid ") and "answering at" in started.stdout
-    back = int(old[1:])
-
-    def follows() -> bool:
-        info = up.cluster_info(back)
-        if info is None:
-            return False
-        raft = info["raft"]
-        return (
-            info["node"]["role"] == "follower"
-            and raft["leader"] is not None
-            and all(peer["connected"] for peer in info["peers"])
-        )
-
-    wait_until(f"{old} to follow the new leader with every peer connected", follows, 60)
+    assert started.stdout.startswith(f"started {old} (pid ")
+    assert "connected to every running peer" in started.stdout
+    # It returned once the node was back: a follower that knows the leader, every peer up.
+    info = up.cluster_info(int(old[1:]))
+    assert info is not None and info["node"]["role"] == "follower"
+    assert info["raft"]["leader"] is not None
+    assert len(info["peers"]) == 2 and all(peer["connected"] for peer in info["peers"])
     assert _leader(up) == new
     assert up.pids()[old] not in (None, pid)
 
@@ -152,9 +147,16 @@ def test_stop_and_start_on_request_are_not_reported_as_deaths(running_up: Runnin
     assert again.returncode == 0 and again.stdout.strip() == f"{follower} is not running"
     assert up.control("start", follower).returncode == 0
 
+    before = time.time()
     restarted = up.control("restart", "w1")
     assert restarted.returncode == 0, restarted.stderr
     assert "stopped w1" in restarted.stdout and "registered with the leader" in restarted.stdout
+    # The new process has heartbeated, not just the old one's entry still listed (draining).
+    leader_info = up.cluster_info(int(_leader(up)[1:]))
+    assert leader_info is not None
+    (w1,) = [w for w in leader_info["workers"] if w["id"] == "w1"]
+    assert not w1["draining"]
+    assert datetime.fromisoformat(w1["last_heartbeat"]).timestamp() >= before
     # A kill -9 after them is reported; the stops asked for before it never are.
     worker_pid = up.pids()["w1"]
     assert worker_pid is not None
@@ -182,6 +184,20 @@ def test_requests_it_cannot_carry_out_fail_with_the_reason(running_up: RunningUp
         assert f"{follower} is paused (pid {pid}): kill -CONT {pid}" in paused.stderr
     finally:
         os.kill(pid, signal.SIGCONT)
+
+    # A node that cannot come back (its API port taken meanwhile) is reported as it ends.
+    assert up.control("stop", follower).returncode == 0
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past its TIME_WAITs
+        squatter.bind(("127.0.0.1", up.http_base + int(follower[1:]) - 1))
+        squatter.listen()
+        failed = up.control("start", follower)
+    assert failed.returncode == 1
+    assert f"{follower} (pid " in failed.stderr
+    assert "ended as it started (exit code 2)" in failed.stderr
+    log = (up.base_dir / "logs" / f"{follower}.log").read_text()
+    assert "controller cannot start: cannot serve the API on 127.0.0.1:" in log
+    assert up.control("start", follower).returncode == 0
 
     second = subprocess.run(
         [sys.executable, "-m", "controller.cli", "up", "--base-dir", str(up.base_dir)],
