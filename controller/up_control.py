@@ -18,15 +18,17 @@ import json
 import os
 import signal
 import socket
-import socketserver
 import sys
 import threading
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from controller.local_cluster import LocalCluster, Node
-from controller.up_progress import status_table
+if TYPE_CHECKING:  # at run time only `chronoraft up` needs them, not every CLI command
+    import socketserver
+
+    from controller.local_cluster import LocalCluster, Node
 
 DEFAULT_BASE_DIR = ".chronoraft/local"
 SOCKET_NAME = "control.sock"
@@ -94,6 +96,8 @@ class NodeControl:
     def handle(self, action: str, node: str) -> str:
         """Carry out one request and return its answer; ControlError when it cannot be."""
         if action == "status":
+            from controller.up_progress import status_table
+
             with self._lock:
                 return status_table(self._cluster)
         if action not in ACTIONS:
@@ -204,6 +208,8 @@ class ControlServer:
     """Serves :class:`NodeControl` on the base directory's socket, one request at a time."""
 
     def __init__(self, base_dir: str | Path, control: NodeControl) -> None:
+        import socketserver
+
         self.path = socket_path(base_dir)
         self.path.unlink(missing_ok=True)
         handler = _handler_for(control)
@@ -226,6 +232,8 @@ class ControlServer:
 
 
 def _handler_for(control: NodeControl) -> type[socketserver.StreamRequestHandler]:
+    import socketserver
+
     class Handler(socketserver.StreamRequestHandler):
         def handle(self) -> None:
             try:

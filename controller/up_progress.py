@@ -77,7 +77,7 @@ def status_table(cluster: LocalCluster) -> str:
 
 
 def _down(node: Node) -> str:
-    """ "down" or "paused" for a node that cannot answer, "" for a running one."""
+    """Why a node cannot answer (down, or paused by SIGSTOP); "" for a running one."""
     if not node.alive():
         return "down"
     return "paused" if node.paused() else ""
