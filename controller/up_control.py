@@ -3,9 +3,9 @@
 ``chronoraft up`` generates its API tokens and gRPC secret on every start and keeps its nodes'
 settings in memory, so only the running ``up`` can start a node again the way it was: after
 ``kill -9`` of the leader, for a rolling restart, or to bring a worker back. It listens on a
-Unix socket in its base directory (``control.sock``, mode 0600: whoever may read the base
-directory's logs may also restart its nodes, nobody else); ``chronoraft up start c2`` sends
-one JSON line and prints the one-line answer.
+Unix socket in its base directory (``control.sock``, mode 0600: only the user running ``up``,
+and root, can connect); ``chronoraft up start c2`` sends one JSON line and prints the one-line
+answer.
 
 Only nodes of that ``up`` are known by name, and a node is started with exactly the
 environment it had (same node id, ports, data directory, tokens), which is what a restart of
@@ -15,6 +15,7 @@ a Raft member needs: it comes back as the same member and catches up.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -30,11 +31,13 @@ if TYPE_CHECKING:  # at run time only `chronoraft up` needs them, not every CLI 
 
     from controller.local_cluster import LocalCluster, Node
 
+log = logging.getLogger(__name__)
+
 DEFAULT_BASE_DIR = ".chronoraft/local"
 SOCKET_NAME = "control.sock"
 ACTIONS = ("start", "stop", "restart", "status")
 START_WAIT_SECONDS = 30.0
-"""How long ``start`` waits for a controller to answer its API or a worker to register."""
+"""How long ``start`` waits for the node to be back (NodeControl._serving says what counts)."""
 REPLY_TIMEOUT_SECONDS = 90.0
 """The client's wait for an answer: a stop may take the node's 15 s grace, a start 30 s."""
 
@@ -238,12 +241,20 @@ def _handler_for(control: NodeControl) -> type[socketserver.StreamRequestHandler
         def handle(self) -> None:
             try:
                 request = json.loads(self.rfile.readline())
-                answer = {"ok": True, "message": control.handle(request["action"], request["node"])}
-            except ControlError as exc:
-                answer = {"ok": False, "message": str(exc)}
+                action, node = str(request["action"]), str(request["node"])
             except (ValueError, KeyError, TypeError):
-                answer = {"ok": False, "message": "malformed request"}
-            self.wfile.write(json.dumps(answer).encode() + b"\n")
+                self._answer(False, "malformed request")
+                return
+            try:
+                self._answer(True, control.handle(action, node))
+            except ControlError as exc:
+                self._answer(False, str(exc))
+            except Exception as exc:  # noqa: BLE001 - the client gets the reason, up runs on
+                log.exception("control request %s %s failed", action, node)
+                self._answer(False, f"{action} {node} failed: {exc}")
+
+        def _answer(self, ok: bool, message: str) -> None:
+            self.wfile.write(json.dumps({"ok": ok, "message": message}).encode() + b"\n")
 
     return Handler
 

@@ -59,7 +59,7 @@ def status_table(cluster: LocalCluster) -> str:
     """Every node: kind, role, pid, URL; workers with their load as the leader sees it."""
     views: dict[str, dict[str, Any]] = {}
     for name in cluster.controller_names:
-        info = cluster.cluster_info(name)
+        info = cluster.cluster_info(name) if cluster.nodes[name].alive() else None
         if info is not None:
             views[name] = info
     fleet = {w["id"]: w for view in views.values() for w in view["workers"]}
