@@ -31,7 +31,9 @@ def render(data: dict[str, Any]) -> str:
     for view in data["controllers"]:
         body = view.get("body")
         if body is None:
-            rows.append((view["url"], None, f"unreachable: {view['error']}", None, None, None))
+            rows.append(
+                (view["url"], None, f"unreachable: {view['error']}", None, None, None, None)
+            )
             continue
         node, leader = body["node"], body["leader"]
         rows.append(
@@ -41,10 +43,11 @@ def render(data: dict[str, Any]) -> str:
                 node["role"],
                 node["pid"],
                 body["raft"]["term"],
+                _peers(body.get("peers", [])),
                 f"{leader['node_id']} (epoch {leader['epoch']})",
             )
         )
-    out = [tables.table(("CONTROLLER", "NODE", "ROLE", "PID", "TERM", "LEADER"), rows)]
+    out = [tables.table(("CONTROLLER", "NODE", "ROLE", "PID", "TERM", "PEERS", "LEADER"), rows)]
     if not answering:
         return out[0]
     latest = max(answering, key=lambda b: b["epoch"] or 0)
@@ -74,6 +77,12 @@ def render(data: dict[str, Any]) -> str:
         )
     )
     return "\n\n".join(out)
+
+
+def _peers(peers: list[dict[str, Any]]) -> str:
+    """``2/2 connected``: what a rolling restart waits for before it stops the next node."""
+    connected = sum(1 for peer in peers if peer.get("connected"))
+    return f"{connected}/{len(peers)} connected"
 
 
 def cmd_status(client: ApiClient, args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from controller import cli
-from controller.cli_client import jobs, runs
+from controller.cli_client import cluster, jobs, runs
 
 ROOT = Path(__file__).resolve().parents[2]
 NOWHERE = "http://127.0.0.1:9"  # nothing may be sent; if it were, this refuses it
@@ -201,3 +201,27 @@ def test_a_reader_that_leaves_early_ends_the_cli_quietly(many_jobs_api: str) -> 
     assert first.split()[:2] == [b"ID", b"NAME"]  # the table had begun when the reader left
     assert err == ""
     assert code == 1
+
+
+def test_status_shows_how_many_raft_peers_each_controller_is_connected_to() -> None:
+    def view(node_id: str, links: list[bool]) -> dict[str, Any]:
+        return {
+            "node": {"id": node_id, "role": "follower", "pid": 7},
+            "raft": {"term": 3},
+            "leader": {"node_id": "c1", "epoch": 4},
+            "epoch": 4,
+            "peers": [{"raft": f"10.0.0.{i}:7000", "connected": up} for i, up in enumerate(links)],
+            "workers": [],
+        }
+
+    data = {
+        "controllers": [
+            {"url": "http://a", "status": 200, "body": view("c2", [True, True])},
+            {"url": "http://b", "status": 200, "body": view("c3", [True, False])},
+            {"url": "http://c", "status": 0, "error": "no answer"},
+        ]
+    }
+    lines = cluster.render(data).splitlines()
+    assert lines[0].split() == ["CONTROLLER", "NODE", "ROLE", "PID", "TERM", "PEERS", "LEADER"]
+    assert "2/2 connected" in lines[1] and "1/2 connected" in lines[2]
+    assert "unreachable: no answer" in lines[3]
