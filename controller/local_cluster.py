@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from worker.executor import stat_fields
+
 
 class ClusterError(RuntimeError):
     pass
@@ -114,11 +116,8 @@ class Node:
         """True while the process is stopped by a signal (``kill -STOP``): state T in /proc."""
         if not self.alive() or self.proc is None:
             return False
-        try:
-            stat = Path(f"/proc/{self.proc.pid}/stat").read_bytes()
-        except OSError:
-            return False
-        return stat[stat.rfind(b")") + 2 :].startswith(b"T")
+        fields = stat_fields(self.proc.pid)
+        return fields is not None and fields[0] == b"T"
 
 
 @dataclass

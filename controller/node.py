@@ -132,7 +132,7 @@ async def run_controller(settings: Settings, stop: asyncio.Event | None = None) 
                 f"{exc.strerror or exc}"
             ) from exc
     except BaseException:
-        await _abandon_start(raft, server, runner, pool)
+        await _close_parts(raft, server, runner, pool)
         raise
     manager.start()
     log.info(
@@ -150,18 +150,21 @@ async def run_controller(settings: Settings, stop: asyncio.Event | None = None) 
         await _shutdown(manager, raft, server, runner, pool)
 
 
-async def _abandon_start(
+async def _close_parts(
     raft: RaftNode,
     server: grpc.aio.Server | None,
     runner: web.AppRunner | None,
     pool: AsyncConnectionPool,
+    grace: float | None = None,
 ) -> None:
-    """Close what a failed start opened. Left open, the pool's connecting tasks and the
-    servers kept ``asyncio.run`` waiting for ever: a controller whose port was taken hung
-    without a word instead of exiting."""
+    """Raft, then the servers workers and clients talk to, then the pool: what a stop and a
+    failed start both close (``server``/``runner`` None when the start failed before them).
+    Left open after a failed start, the pool's connecting tasks and the servers kept
+    ``asyncio.run`` waiting for ever: a controller whose port was taken hung without a word
+    instead of exiting."""
     raft.close()
     if server is not None:
-        await server.stop(None)
+        await server.stop(grace)
     if runner is not None:
         await runner.cleanup()
     await pool.close()
@@ -183,10 +186,7 @@ async def _shutdown(
         await manager.shutdown()
     except Exception:  # noqa: BLE001 - the rest must still stop; followers elect by timeout
         log.exception("graceful leadership handover failed")
-    raft.close()
-    await server.stop(grace=1.0)
-    await runner.cleanup()
-    await pool.close()
+    await _close_parts(raft, server, runner, pool, grace=1.0)
     log.info("controller stopped", extra=ctx(ms=round((time.monotonic() - started) * 1000)))
 
 

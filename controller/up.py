@@ -7,6 +7,7 @@ system's ``initdb``/``pg_ctl`` under the base directory and stops it on exit.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -170,10 +171,9 @@ def _watch(
 ) -> None:
     """Until Ctrl-C (or ``exit_after``): say when a node ends that no request stopped, so a
     ``kill -9`` shows here with the command that brings the node back."""
-    deadline = None if exit_after is None else time.monotonic() + exit_after
-    while True:
-        wait = 1.0 if deadline is None else min(1.0, max(0.0, deadline - time.monotonic()))
-        if stopping.wait(timeout=wait) or (deadline is not None and time.monotonic() >= deadline):
+    deadline = math.inf if exit_after is None else time.monotonic() + exit_after
+    while not stopping.wait(timeout=min(1.0, max(0.0, deadline - time.monotonic()))):
+        if time.monotonic() >= deadline:
             return
         for name, pid, code in nodes.exits():
             again = f"`{this_up} start {name}` starts it again"
