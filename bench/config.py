@@ -64,7 +64,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-record", action="store_true", help="do not append to the record")
     p.add_argument("--record", type=Path, default=DEFAULT_RECORD, help="Markdown file to append")
-    p.add_argument("--keep", action="store_true", help="keep logs and PostgreSQL data")
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep logs, PostgreSQL data and every benchmark's database (to query runs afterwards)",
+    )
     p.add_argument(
         "--log-level", default="WARNING", help="nodes' CHRONORAFT_LOG_LEVEL (default WARNING)"
     )

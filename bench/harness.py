@@ -67,6 +67,8 @@ class BenchEnv:
     base_dir: Path
     pg: PgServer
     log_level: str = "WARNING"
+    keep: bool = False
+    """``--keep``: databases stay, to be queried after the run (run timestamps and all)."""
     results: dict[str, Any] = field(default_factory=dict)
     _db_counter: Iterator[int] = field(default_factory=itertools.count)
 
@@ -94,7 +96,11 @@ class BenchEnv:
         return url
 
     def drop_database(self, url: str) -> None:
+        """Drop a benchmark's database, unless the run keeps its data."""
         name = url.rsplit("/", 1)[1]
+        if self.keep:
+            progress(f"kept database {name}")
+            return
         try:
             with psycopg.connect(self.admin_url, autocommit=True) as conn:
                 conn.execute(
@@ -190,7 +196,7 @@ def bench_env(keep: bool = False, log_level: str = "WARNING") -> Iterator[BenchE
     try:
         progress(f"starting PostgreSQL in {pg.base_dir}")
         pg.start()
-        yield BenchEnv(base_dir=base, pg=pg, log_level=log_level)
+        yield BenchEnv(base_dir=base, pg=pg, log_level=log_level, keep=keep)
     finally:
         if keep:
             pg.stop()
