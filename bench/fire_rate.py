@@ -18,8 +18,9 @@ from bench import pgsql, vs_apscheduler
 from bench.fires import FireStats, analyze, sustained_target_note
 from bench.harness import BenchEnv, api, leader_pid, progress
 from bench.procstat import Sampler, Usage
-from bench.stats import burst_start_floor_ms, ratio
+from bench.stats import Summary, burst_start_floor_ms, ratio, summarize
 from bench.table import Cell, Table
+from controller.leader.loop import DISPATCH_BATCH
 from controller.local_cluster import LocalCluster
 
 NAME = "fire_rate"
@@ -68,8 +69,9 @@ def _sleep_until(t: float) -> None:
 
 def measure_chronoraft(
     env: BenchEnv, cluster: LocalCluster, url: str, n: int, opts: Namespace
-) -> tuple[FireStats, dict[str, Usage], list[str]]:
-    """One size on the running cluster; the jobs are paused again afterwards."""
+) -> tuple[FireStats, list[Summary], dict[str, Usage], list[str]]:
+    """One size on the running cluster; the jobs are paused again afterwards. Returns the
+    fires' statistics, the lateness per stage of ``pgsql.STAGES``, CPU use and notes."""
     notes: list[str] = []
     prefix = f"fire{n}-"
     leader = cluster.wait_for("a leader", cluster.leader, 30)
@@ -105,6 +107,7 @@ def measure_chronoraft(
     workers = [u for k, u in usage.items() if k.startswith("worker ")]
     usage["workers"] = Usage(sum(u.cpu_percent for u in workers), None, None)
     stats = analyze(pgsql.fires(url, prefix, t0, t1), n, t0, t1)
+    stages = [summarize(ms) for ms in pgsql.lateness_stages(url, prefix, t0, t1)]
     left = pgsql.end_phase(url, prefix, opts.drain)  # no backlog into the next measurement
     if left:
         notes.append(f"N={n}: {left} runs still unfinished when the next measurement began")
@@ -112,7 +115,7 @@ def measure_chronoraft(
         f"fire_rate: chronoraft N={n}: {stats.fired_per_s:.0f}/s fired, {stats.missed} missed, "
         f"p99 {stats.late_ms.p99:.1f} ms"
     )
-    return stats, usage, notes
+    return stats, stages, usage, notes
 
 
 def run(env: BenchEnv, opts: Namespace) -> list[Table]:
@@ -121,6 +124,10 @@ def run(env: BenchEnv, opts: Namespace) -> list[Table]:
         f"{opts.fire_workers} workers, {opts.duration:g}s window",
         COLUMNS,
     )
+    stages_table = Table(
+        "Where chronoraft's lateness goes: each stage from slot to process, p50 / p99 ms",
+        ["N", *(f"{stage} {q}" for stage in pgsql.STAGES for q in ("p50", "p99"))],
+    )
     peer_missing = None if opts.no_apscheduler else vs_apscheduler.available()
     ours: dict[int, FireStats] = {}
     theirs: dict[int, FireStats] = {}
@@ -128,8 +135,9 @@ def run(env: BenchEnv, opts: Namespace) -> list[Table]:
         NAME, workers=opts.fire_workers, worker_concurrency=opts.worker_concurrency
     ) as (cluster, url):
         for n in opts.sizes:
-            stats, usage, notes = measure_chronoraft(env, cluster, url, n, opts)
+            stats, stages, usage, notes = measure_chronoraft(env, cluster, url, n, opts)
             table.rows.append(_row("chronoraft", n, stats, usage, "workers"))
+            stages_table.add(n, *(v for stage in stages for v in (stage.median, stage.p99)))
             ours[n] = stats
             for note in notes:
                 table.note(note)
@@ -201,7 +209,18 @@ def run(env: BenchEnv, opts: Namespace) -> list[Table]:
         table.note(verdict)
     if peer_missing:
         table.note(f"APScheduler side skipped: {peer_missing}")
-    return [table]
+    stages_table.note(
+        "from the runs of the window: created = the tick's INSERT (runs.created_at, the start "
+        "of its transaction), dispatched = the start of the dispatch transaction that placed "
+        "the run (runs.dispatched_at), started = the worker's clock right after the spawn"
+    )
+    stages_table.note(
+        f"a dispatch batch holds up to {DISPATCH_BATCH} runs, each worker "
+        f"{opts.worker_concurrency} slots: runs past the free slots wait in 'created -> "
+        "dispatched' for results to free some; runs queued behind others on a busy worker "
+        "wait in 'dispatched -> started'"
+    )
+    return [table, stages_table]
 
 
 def _aps_version() -> str:

@@ -62,4 +62,12 @@ def test_quick_fire_rate_prints_a_numeric_table_and_leaves_the_record_alone() ->
     assert len(cells) == 12 and all(_numeric(c) for c in cells), rows[0]
     assert cells[0] == "20"
     assert float(cells[2]) > 0, "no fire was recorded at all"
+    stages = done.stdout.split("Where chronoraft's lateness goes", 1)
+    assert len(stages) == 2, done.stdout
+    stage_rows = [line.split() for line in stages[1].splitlines() if line.startswith("20 ")]
+    assert len(stage_rows) == 1, stages[1]
+    stage_cells = stage_rows[0][1:]
+    # p50 and p99 of three stages, each a non-negative time.
+    assert len(stage_cells) == 6 and all(_numeric(c) for c in stage_cells), stage_rows[0]
+    assert all(float(c) >= 0 for c in stage_cells), stage_rows[0]
     assert _digest(RECORD) == before, "--no-record appended to docs/benchmarks.md"
