@@ -178,20 +178,15 @@ def vacuum_run_tables(url: str) -> float:
     return time.monotonic() - started
 
 
-_WINDOW_RUNS = (
-    "FROM runs r JOIN jobs j ON j.id = r.job_id "
-    "WHERE j.name LIKE %s AND r.dag_run_id IS NULL "
-    "AND r.scheduled_for >= to_timestamp(%s) AND r.scheduled_for < to_timestamp(%s)"
-)
-"""The runs of one size's jobs (by name prefix) with a slot in a window, DAG runs left out."""
-
-
 def fires(url: str, name_prefix: str, t0: float, t1: float) -> list[Fire]:
     """Every run of these jobs with a slot in ``[t0, t1)``: slot, start, state."""
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT r.job_id, extract(epoch FROM r.scheduled_for)::float8, "
-            "extract(epoch FROM r.started_at)::float8, r.state " + _WINDOW_RUNS,
+            "extract(epoch FROM r.started_at)::float8, r.state "
+            "FROM runs r JOIN jobs j ON j.id = r.job_id "
+            "WHERE j.name LIKE %s AND r.dag_run_id IS NULL "
+            "AND r.scheduled_for >= to_timestamp(%s) AND r.scheduled_for < to_timestamp(%s)",
             (name_prefix + "%", t0, t1),
         ).fetchall()
     return [Fire(job=str(r[0]), slot=float(r[1]), started=r[2], state=str(r[3])) for r in rows]
@@ -210,8 +205,9 @@ def lateness_stages(url: str, name_prefix: str, t0: float, t1: float) -> list[li
             "SELECT extract(epoch FROM r.created_at - r.scheduled_for)::float8 * 1000, "
             "extract(epoch FROM r.dispatched_at - r.created_at)::float8 * 1000, "
             "extract(epoch FROM r.started_at - r.dispatched_at)::float8 * 1000 "
-            + _WINDOW_RUNS
-            + " AND r.started_at IS NOT NULL",
+            "FROM runs r JOIN jobs j ON j.id = r.job_id "
+            "WHERE j.name LIKE %s AND r.dag_run_id IS NULL AND r.started_at IS NOT NULL "
+            "AND r.scheduled_for >= to_timestamp(%s) AND r.scheduled_for < to_timestamp(%s)",
             (name_prefix + "%", t0, t1),
         ).fetchall()
     return [[float(row[i]) for row in rows if row[i] is not None] for i in range(len(STAGES))]
