@@ -15,7 +15,7 @@ import time
 from argparse import Namespace
 
 from bench import pgsql, vs_apscheduler
-from bench.fires import FireStats, analyze, sustained_target_note
+from bench.fires import STAGES, FireStats, analyze, lateness_stages, sustained_target_note
 from bench.harness import BenchEnv, api, leader_pid, progress
 from bench.procstat import Sampler, Usage
 from bench.stats import Summary, burst_start_floor_ms, ratio, summarize
@@ -71,7 +71,7 @@ def measure_chronoraft(
     env: BenchEnv, cluster: LocalCluster, url: str, n: int, opts: Namespace
 ) -> tuple[FireStats, list[Summary], dict[str, Usage], list[str]]:
     """One size on the running cluster; the jobs are paused again afterwards. Returns the
-    fires' statistics, the lateness per stage of ``pgsql.STAGES``, CPU use and notes."""
+    fires' statistics, the lateness per stage of ``STAGES``, CPU use and notes."""
     notes: list[str] = []
     prefix = f"fire{n}-"
     leader = cluster.wait_for("a leader", cluster.leader, 30)
@@ -106,8 +106,9 @@ def measure_chronoraft(
         )
     workers = [u for k, u in usage.items() if k.startswith("worker ")]
     usage["workers"] = Usage(sum(u.cpu_percent for u in workers), None, None)
-    stats = analyze(pgsql.fires(url, prefix, t0, t1), n, t0, t1)
-    stages = [summarize(ms) for ms in pgsql.lateness_stages(url, prefix, t0, t1)]
+    fires = pgsql.fires(url, prefix, t0, t1)
+    stats = analyze(fires, n, t0, t1)
+    stages = [summarize(ms) for ms in lateness_stages(fires, t0, t1)]
     left = pgsql.end_phase(url, prefix, opts.drain)  # no backlog into the next measurement
     if left:
         notes.append(f"N={n}: {left} runs still unfinished when the next measurement began")
@@ -126,7 +127,7 @@ def run(env: BenchEnv, opts: Namespace) -> list[Table]:
     )
     stages_table = Table(
         "Where chronoraft's lateness goes: each stage from slot to process, p50 / p99 ms",
-        ["N", *(f"{stage} {q}" for stage in pgsql.STAGES for q in ("p50", "p99"))],
+        ["N", *(f"{stage} {q}" for stage in STAGES for q in ("p50", "p99"))],
     )
     peer_missing = None if opts.no_apscheduler else vs_apscheduler.available()
     ours: dict[int, FireStats] = {}

@@ -23,6 +23,10 @@ class Fire:
     slot: float
     started: float | None
     state: str = "succeeded"
+    created: float | None = None
+    """When the scheduler created the run (chronoraft only: the tick's INSERT)."""
+    dispatched: float | None = None
+    """When the run was placed on a worker (chronoraft only: its dispatch transaction)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,26 @@ def analyze(records: Iterable[Fire], jobs: int, t0: float, t1: float) -> FireSta
         skipped=skipped,
         late_ms=summarize(lateness),
     )
+
+
+STAGES = ("slot -> created", "created -> dispatched", "dispatched -> started")
+"""Where a slot's lateness goes: the tick's INSERT (``created_at``, its transaction's start),
+the dispatch transaction (``dispatched_at``, its start), the worker's spawn (``started_at``)."""
+
+
+def lateness_stages(records: Iterable[Fire], t0: float, t1: float) -> list[list[float]]:
+    """Per stage of :data:`STAGES`, the ms each started fire with a slot in ``[t0, t1)``
+    spent in it; a stage whose ends are not both known is left out (a run re-queued after a
+    lost worker counts its last dispatch)."""
+    stages: list[list[float]] = [[] for _ in STAGES]
+    for fire in records:
+        if fire.started is None or not t0 <= fire.slot < t1:
+            continue
+        points = (fire.slot, fire.created, fire.dispatched, fire.started)
+        for stage, begin, end in zip(stages, points, points[1:], strict=False):
+            if begin is not None and end is not None:
+                stage.append((end - begin) * 1000.0)
+    return stages
 
 
 SUSTAINED_P99_MS = 100.0

@@ -179,38 +179,30 @@ def vacuum_run_tables(url: str) -> float:
 
 
 def fires(url: str, name_prefix: str, t0: float, t1: float) -> list[Fire]:
-    """Every run of these jobs with a slot in ``[t0, t1)``: slot, start, state."""
+    """Every run of these jobs with a slot in ``[t0, t1)``: slot, start, state, and when the
+    run was created and dispatched (for :func:`bench.fires.lateness_stages`)."""
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT r.job_id, extract(epoch FROM r.scheduled_for)::float8, "
-            "extract(epoch FROM r.started_at)::float8, r.state "
+            "extract(epoch FROM r.started_at)::float8, r.state, "
+            "extract(epoch FROM r.created_at)::float8, "
+            "extract(epoch FROM r.dispatched_at)::float8 "
             "FROM runs r JOIN jobs j ON j.id = r.job_id "
             "WHERE j.name LIKE %s AND r.dag_run_id IS NULL "
             "AND r.scheduled_for >= to_timestamp(%s) AND r.scheduled_for < to_timestamp(%s)",
             (name_prefix + "%", t0, t1),
         ).fetchall()
-    return [Fire(job=str(r[0]), slot=float(r[1]), started=r[2], state=str(r[3])) for r in rows]
-
-
-STAGES = ("slot -> created", "created -> dispatched", "dispatched -> started")
-"""Where a slot's lateness goes: the tick's INSERT (``created_at``, its transaction's start),
-the dispatch transaction (``dispatched_at``, its start), the worker's spawn (``started_at``)."""
-
-
-def lateness_stages(url: str, name_prefix: str, t0: float, t1: float) -> list[list[float]]:
-    """Per stage of :data:`STAGES`, the ms each started run of these jobs with a slot in
-    ``[t0, t1)`` spent in it (a run re-queued after a lost worker counts its last dispatch)."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT extract(epoch FROM r.created_at - r.scheduled_for)::float8 * 1000, "
-            "extract(epoch FROM r.dispatched_at - r.created_at)::float8 * 1000, "
-            "extract(epoch FROM r.started_at - r.dispatched_at)::float8 * 1000 "
-            "FROM runs r JOIN jobs j ON j.id = r.job_id "
-            "WHERE j.name LIKE %s AND r.dag_run_id IS NULL AND r.started_at IS NOT NULL "
-            "AND r.scheduled_for >= to_timestamp(%s) AND r.scheduled_for < to_timestamp(%s)",
-            (name_prefix + "%", t0, t1),
-        ).fetchall()
-    return [[float(row[i]) for row in rows if row[i] is not None] for i in range(len(STAGES))]
+    return [
+        Fire(
+            job=str(r[0]),
+            slot=float(r[1]),
+            started=r[2],
+            state=str(r[3]),
+            created=r[4],
+            dispatched=r[5],
+        )
+        for r in rows
+    ]
 
 
 def finished_between(url: str, name_prefix: str, t0: float, t1: float) -> dict[str, int]:

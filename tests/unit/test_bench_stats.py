@@ -6,7 +6,14 @@ import math
 
 import pytest
 
-from bench.fires import Fire, FireStats, analyze, slots_in, sustained_target_note
+from bench.fires import (
+    Fire,
+    FireStats,
+    analyze,
+    lateness_stages,
+    slots_in,
+    sustained_target_note,
+)
 from bench.stats import (
     Summary,
     burst_start_floor_ms,
@@ -114,6 +121,20 @@ def test_analyze_counts_each_started_slot_once_and_everything_else_as_missed() -
     assert stats.fired_percent == 50.0
     assert stats.late_ms.min == pytest.approx(10.0)
     assert stats.late_ms.max == pytest.approx(20.0)
+
+
+def test_lateness_stages_split_each_started_fire_from_slot_to_process() -> None:
+    records = [
+        Fire("a", 100.0, 100.050, created=100.002, dispatched=100.010),
+        Fire("b", 100.0, 100.090, created=100.004, dispatched=100.030),
+        Fire("c", 100.0, None, "pending", created=100.004),  # never started: no stage
+        Fire("d", 100.0, 100.040, created=100.003),  # dispatch unknown: first stage only
+        Fire("e", 102.0, 102.5, created=102.001, dispatched=102.2),  # outside the window
+    ]
+    slot_created, created_dispatched, dispatched_started = lateness_stages(records, 100.0, 102.0)
+    assert slot_created == pytest.approx([2.0, 4.0, 3.0])
+    assert created_dispatched == pytest.approx([8.0, 26.0])
+    assert dispatched_started == pytest.approx([40.0, 60.0])
 
 
 def test_burst_start_floor_is_the_time_to_spawn_the_quantiles_share_of_the_burst() -> None:
